@@ -1,0 +1,5 @@
+import sys
+
+from samlens.cli.main import main
+
+sys.exit(main())

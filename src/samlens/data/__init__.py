@@ -1,0 +1,1 @@
+"""Datasets with redundant and spurious features."""

@@ -1,0 +1,1 @@
+"""Models that expose ``features(x)`` and a linear ``head``."""

@@ -1,0 +1,76 @@
+"""Optimizers by name.
+
+Every registered factory has the signature ``factory(model, **options) -> optimizer`` and
+returns an object that is stepped as ``opt.step(closure)`` (closure = zero_grad + forward +
+backward, returning the loss). That single protocol lets the training loop treat SGD, SAM
+and the mechanism variants identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from samlens.errors import ConfigError
+from samlens.registry import Registry
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+BASE_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def build_base(
+    params: Iterable[Any],
+    base: str = "sgd",
+    *,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
+    """The descent optimizer that SAM-type optimizers wrap (weight decay lives here)."""
+    if lr <= 0:
+        raise ConfigError(f"lr must be > 0, got {lr}")
+    if weight_decay < 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+    if base == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+        )
+    if base == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if base == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ConfigError(f"unknown base optimizer {base!r}; valid choices: {', '.join(BASE_OPTIMIZERS)}")
+
+
+def _plain(base: str) -> OptimizerFactory:
+    def factory(model: nn.Module, **options: Any) -> torch.optim.Optimizer:
+        options.pop("base", None)
+        return build_base(model.parameters(), base, **options)
+
+    return factory
+
+
+for _name in BASE_OPTIMIZERS:
+    OPTIMIZERS.register(_name)(_plain(_name))
+
+
+def build_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.Optimizer:
+    """Build the optimizer registered as ``name`` for ``model``.
+
+    ``options`` are the factory's keyword arguments (lr, momentum, weight_decay, base, rho, ...).
+    """
+    factory = OPTIMIZERS.get(name)
+    try:
+        return factory(model, **options)
+    except TypeError as err:  # an option the factory does not take
+        raise ConfigError(f"optimizer {name!r}: {err}") from None
+
+
+def list_optimizers() -> list[str]:
+    return OPTIMIZERS.names()

@@ -1,0 +1,1 @@
+"""Feature-quality evaluation: balanced probes, DFR, transfer probes, metrics."""
