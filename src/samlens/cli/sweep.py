@@ -1,0 +1,154 @@
+"""``samlens sweep launch|status GRID``: run a grid of configs on a process pool, Ray or SLURM."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+from samlens.errors import ConfigError
+from samlens.train import launchers
+from samlens.train.sweep import (
+    STATES,
+    PointStatus,
+    count_states,
+    expand,
+    load_grid_spec,
+    sweep_status,
+    write_manifest,
+)
+
+COMMAND = "sweep"
+HELP = "Launch a grid sweep (local, ray or slurm) or show its status."
+
+_ENGINE_MODULE = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    sub.required = True
+
+    launch = sub.add_parser("launch", help="run every point that is not done yet")
+    launch.add_argument("grid", help="grid spec YAML (base + grid + exclude)")
+    launch.add_argument("--out", help="sweep directory (default: the spec's 'out' or runs/sweeps/<name>)")
+    launch.add_argument("--launcher", default="local", choices=launchers.LAUNCHERS.names())
+    launch.add_argument("--workers", type=int, default=1, help="runs at the same time (default 1)")
+    launch.add_argument("--cpus-per-task", type=int, default=1, help="ray/slurm: CPUs per run")
+    launch.add_argument("--gpus-per-task", type=int, default=0, help="ray/slurm: GPUs per run")
+    launch.add_argument(
+        "--ray-address", help="ray: address of a running cluster (default: start a local one)"
+    )
+    launch.add_argument(
+        "--cluster",
+        choices=["auto", "slurm", "local", "debug"],
+        default="auto",
+        help="slurm: submitit executor (auto = SLURM when sbatch exists, else local processes)",
+    )
+    launch.add_argument("--partition", help="slurm: partition")
+    launch.add_argument("--timeout-min", type=int, default=240, help="slurm: time limit per run")
+    launch.set_defaults(_action=_launch)
+
+    status = sub.add_parser("status", help="count done / running / failed / pending runs")
+    status.add_argument("grid", help="grid spec YAML")
+    status.add_argument("--out", help="sweep directory (default: the spec's 'out' or runs/sweeps/<name>)")
+    status.set_defaults(_action=_status)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args._action(args)
+
+
+def _age(updated: float | None) -> str:
+    if updated is None:
+        return "-"
+    seconds = max(0.0, time.time() - updated)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def _format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _summary(statuses: list[PointStatus]) -> str:
+    counts = count_states(statuses)
+    return ", ".join(f"{counts[s]} {s}" for s in STATES) + f" (of {len(statuses)})"
+
+
+def status_table(statuses: list[PointStatus]) -> str:
+    """Counts line plus one row per run."""
+    rows = []
+    for s in statuses:
+        assignment = " ".join(f"{k}={v}" for k, v in s.point.assignment.items())
+        note = f"  [{s.reason}]" if s.reason else ""
+        rows.append([str(s.point.index), s.point.config_hash, s.state, _age(s.updated), assignment + note])
+    return _summary(statuses) + "\n\n" + _format_table(["#", "run", "state", "updated", "assignment"], rows)
+
+
+def _out_dir(args: argparse.Namespace, spec) -> Path | None:
+    return Path(args.out) if args.out else None
+
+
+def _status(args: argparse.Namespace) -> int:
+    spec = load_grid_spec(args.grid)
+    points = expand(spec, _out_dir(args, spec))
+    print(f"sweep {points[0].run_dir.parent}")
+    print(status_table(sweep_status(points)))
+    return 0
+
+
+def _check_engine(name: str) -> None:
+    if name in _ENGINE_MODULE:
+        module, extra = _ENGINE_MODULE[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"the {name} launcher needs {module}: pip install 'samlens[{extra}]'")
+
+
+def _launch(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    _check_engine(args.launcher)
+    spec = load_grid_spec(args.grid)
+    points = expand(spec, _out_dir(args, spec))
+    out_dir = points[0].run_dir.parent
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create sweep directory {str(out_dir)!r}: {err.strerror}") from None
+    write_manifest(points, spec, out_dir)
+
+    before = sweep_status(points)
+    todo = [s.point for s in before if s.state in ("pending", "running")]
+    counts = count_states(before)
+    print(
+        f"sweep {out_dir}: {len(points)} runs; {counts['done']} done (skipped), "
+        f"{counts['failed']} failed (skipped; delete a run directory to retry), {len(todo)} to run "
+        f"with launcher {args.launcher} x{args.workers}",
+        flush=True,
+    )
+    options: dict = {"cpus_per_task": args.cpus_per_task, "gpus_per_task": args.gpus_per_task}
+    if args.launcher == "ray":
+        options["address"] = args.ray_address
+    if args.launcher == "slurm":
+        options.update(
+            cluster=None if args.cluster == "auto" else args.cluster,
+            partition=args.partition,
+            timeout_min=args.timeout_min,
+            folder=out_dir / ".submitit",
+        )
+    tasks = [launchers.Task(p.config_dict(), str(p.run_dir)) for p in todo]
+    outcomes = launchers.launch(args.launcher, tasks, workers=args.workers, **options)
+    for outcome in outcomes:
+        if outcome.state != "done":
+            print(f"  {Path(outcome.run_dir).name}: {outcome.state} {outcome.message}".rstrip())
+
+    after = sweep_status(points)
+    print(_summary(after))
+    return 0 if all(s.state == "done" for s in after) else 1
