@@ -1,0 +1,86 @@
+"""From a config to the objects a run needs: dataset, model, optimizer.
+
+Names are checked against the registries before anything is written, so a typo in a
+dataset, model or optimizer name fails with the list of valid choices and no run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from samlens.errors import ConfigError
+from samlens.train.config import ExperimentConfig, derive_seed
+
+# Optimizers that take no perturbation radius; every other registered one gets ``rho``.
+PLAIN_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _registries() -> tuple[Any, Any, Any]:
+    import samlens.data as data
+    import samlens.models as models
+    import samlens.optim as optim
+
+    # Registering the pretrained models has a side effect only; a missing optional
+    # package must not make the other models unusable.
+    with contextlib.suppress(ImportError):
+        import samlens.models.pretrained  # noqa: F401
+    return data, models, optim
+
+
+def check_names(cfg: ExperimentConfig) -> None:
+    """Raise ``ConfigError`` naming the valid choices if a registry name is unknown."""
+    data, models, optim = _registries()
+    for kind, name, valid in (
+        ("dataset", cfg.data.name, data.list_datasets()),
+        ("model", cfg.model.name, models.list_models()),
+        ("optimizer", cfg.optim.name, optim.list_optimizers()),
+    ):
+        if name not in valid:
+            raise ConfigError(f"unknown {kind} {name!r}; valid choices: {', '.join(sorted(valid))}")
+    base = optim.registry.BASE_OPTIMIZERS
+    if cfg.optim.base not in base:
+        raise ConfigError(f"unknown optim.base {cfg.optim.base!r}; valid choices: {', '.join(base)}")
+
+
+def build_dataset(cfg: ExperimentConfig) -> Any:
+    """The run's ``SpuriousDataset``, built from the derived seed."""
+    data, _, _ = _registries()
+    return data.get_dataset(cfg.data.name, root=cfg.data.root, seed=derive_seed(cfg), **cfg.data.options)
+
+
+def build_model(cfg: ExperimentConfig, dataset: Any, *, load_pretrained: bool = True) -> nn.Module:
+    """The run's model, initialised from the derived seed (so paired runs start equal).
+
+    ``load_pretrained=False`` skips reading ``model.pretrained`` (used when a checkpoint
+    will overwrite the weights anyway).
+    """
+    _, models, _ = _registries()
+    options = dict(cfg.model.options)
+    if cfg.model.pretrained is not None and load_pretrained:
+        options["pretrained"] = cfg.model.pretrained
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derive_seed(cfg))
+        return models.get_model(
+            cfg.model.name, num_classes=dataset.num_classes, input_shape=tuple(dataset.input_shape), **options
+        )
+
+
+def optimizer_options(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments for ``build_optimizer`` from ``cfg.optim``."""
+    o = cfg.optim
+    options: dict[str, Any] = {"lr": o.lr, "momentum": o.momentum, "weight_decay": o.weight_decay}
+    if o.name not in PLAIN_OPTIMIZERS:
+        options["rho"] = o.rho
+        options["base"] = o.base
+    options.update(o.options)
+    return options
+
+
+def build_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
+    _, _, optim = _registries()
+    return optim.build_optimizer(cfg.optim.name, model, **optimizer_options(cfg))
