@@ -1,0 +1,56 @@
+"""DDP when launched by ``torchrun``: one process per device, rank 0 writes the run directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum of ``value`` over processes (a copy; the input is left alone)."""
+        value = value.clone()
+        if self.enabled:
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
+
+
+def init_distributed() -> DistContext:
+    """Join the process group described by torchrun's environment, if there is one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    return DistContext(rank, world_size, local_rank)
+
+
+def pick_device(ctx: DistContext) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", ctx.local_rank)
+    return torch.device("cpu")

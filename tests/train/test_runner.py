@@ -1,0 +1,125 @@
+import json
+
+import pytest
+import torch
+from train_tiny_data import NAME
+
+from samlens.train.config import flatten_config, load_config
+from samlens.train.rundir import CHECKPOINT, load_checkpoint, load_run, read_results, run_status
+from samlens.train.runner import run_experiment
+
+
+def tiny_cfg(**overrides):
+    base = {
+        "name": "tiny",
+        "data.name": NAME,
+        "data.batch_size": 16,
+        "model.name": "mlp",
+        "model.options": {"hidden": [8]},
+        "optim.lr": 0.1,
+        "train.epochs": 3,
+        "train.log_every": 2,
+        "train.deterministic": True,
+        "probe.every": 0,
+    }
+    base.update(overrides)
+    return load_config(overrides=base)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_run_writes_complete_directory(tmp_path):
+    cfg = tiny_cfg()
+    run_dir = run_experiment(cfg, tmp_path / "run", quiet=True)
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "meta.json", "results.jsonl", CHECKPOINT, "train.log", "done"} <= names
+    assert "running" not in names and "failed" not in names
+    assert run_status(run_dir) == "done"
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["world_size"] == 1 and meta["seeds"]["train.seed"] == 0
+    assert set(meta["git"]) == {"commit", "dirty"} and meta["packages"]["torch"] == torch.__version__
+    events = read_results(run_dir)
+    assert [e["event"] for e in events] == ["eval", "eval", "eval", "final"]
+    assert [e["step"] for e in events] == [4, 8, 12, 12]  # 64 examples / 16 per batch = 4 steps per epoch
+    for e in events:
+        assert e["config"] == flatten_config(cfg)
+    final = events[-1]["metrics"]
+    for key in ("train_loss", "test_acc", "val_acc", "worst_group_acc", "train_weighted_mean_acc"):
+        assert 0 <= final[key] <= 10
+    groups = [k for k in final if k.startswith("group_acc/")]
+    assert sorted(groups) == [f"group_acc/{g}" for g in range(4)]
+    assert final["worst_group_acc"] == min(final[g] for g in groups)
+    # load_run gives back the trained weights
+    cfg2, model, dataset = load_run(run_dir)
+    assert cfg2 == cfg and dataset.name == NAME
+    ckpt = load_checkpoint(run_dir)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k])
+    # a finished run is skipped: nothing is appended
+    run_experiment(cfg, run_dir, quiet=True)
+    assert len(read_results(run_dir)) == len(events)
+
+
+def _interrupt_at(k):
+    def hook(step):
+        if step == k:
+            raise Interrupt
+
+    return hook
+
+
+@pytest.mark.parametrize("checkpoint_every, stop", [(0, 6), (3, 7)])
+def test_resume_is_bit_identical(tmp_path, checkpoint_every, stop):
+    cfg = tiny_cfg(**{"train.checkpoint_every": checkpoint_every, "optim.weight_decay": 1e-3})
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, resumed, step_hook=_interrupt_at(stop), quiet=True)
+    assert run_status(resumed) == "pending" and not (resumed / "done").exists()
+    run_experiment(cfg, resumed, quiet=True)
+    a, b = load_checkpoint(ref), load_checkpoint(resumed)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    for key in sa:
+        assert torch.equal(sa[key]["momentum_buffer"], sb[key]["momentum_buffer"])
+    strip = lambda events: [(e["event"], e["step"], e["metrics"]) for e in events]  # noqa: E731
+    assert strip(read_results(ref)) == strip(read_results(resumed))
+
+
+def test_sgd_and_sam_like_runs_share_init_and_data(tmp_path):
+    # Same train.seed, different optimizer settings: identical initial weights.
+    from samlens.train.build import build_dataset, build_model
+
+    a, b = tiny_cfg(), tiny_cfg(**{"optim.lr": 0.01, "optim.momentum": 0.0})
+    ma, mb = build_model(a, build_dataset(a)), build_model(b, build_dataset(b))
+    for (ka, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    c = tiny_cfg(**{"train.seed": 1})
+    mc = build_model(c, build_dataset(c))
+    assert not torch.equal(ma.head.weight, mc.head.weight)
+
+
+def test_nan_loss_marks_failed(tmp_path):
+    cfg = tiny_cfg(**{"optim.lr": 1e30, "optim.momentum": 0.0, "data.options": {"scale": 1e6}})
+    run_dir = run_experiment(cfg, tmp_path / "nan", quiet=True)
+    assert (run_dir / "failed").exists() and not (run_dir / "done").exists()
+    assert run_status(run_dir) == "failed"
+    events = read_results(run_dir)
+    assert events[-1]["event"] == "failed"
+    assert "loss is nan" in events[-1]["metrics"]["reason"] or "inf" in events[-1]["metrics"]["reason"]
+    # rerunning does not retry or mark it done
+    run_experiment(cfg, run_dir, quiet=True)
+    assert not (run_dir / "done").exists() and len(read_results(run_dir)) == len(events)
+
+
+def test_step_budget_and_schedules(tmp_path):
+    cfg = tiny_cfg(**{"train.steps": 5, "train.schedule": "step", "train.epochs": 10})
+    run_dir = run_experiment(cfg, tmp_path / "steps", quiet=True)
+    events = read_results(run_dir)
+    assert events[-1]["event"] == "final" and events[-1]["step"] == 5
+    ckpt = load_checkpoint(run_dir)
+    # step schedule after 5 of 5 steps: lr / 100
+    assert ckpt["scheduler"]["_last_lr"][0] == pytest.approx(0.1 * 0.01)
