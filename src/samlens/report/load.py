@@ -39,7 +39,7 @@ class Run:
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict):
         for key, item in value.items():
             _flatten(item, f"{prefix}{key}.", out)
     else:
@@ -68,6 +68,12 @@ def _read_config(run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
             return dict(event["config"])
     path = run_dir / CONFIG
     if path.exists():
+        from samlens.train.config import flatten_config, load_config
+
+        try:
+            return dict(flatten_config(load_config(path)))
+        except ConfigError:
+            pass  # written by another version of the schema: report its keys as they are
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError:
