@@ -92,13 +92,13 @@ def status_table(statuses: list[PointStatus]) -> str:
     return _summary(statuses) + "\n\n" + _format_table(["#", "run", "state", "updated", "assignment"], rows)
 
 
-def _out_dir(args: argparse.Namespace, spec) -> Path | None:
+def _out_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.out) if args.out else None
 
 
 def _status(args: argparse.Namespace) -> int:
     spec = load_grid_spec(args.grid)
-    points = expand(spec, _out_dir(args, spec))
+    points = expand(spec, _out_dir(args))
     print(f"sweep {points[0].run_dir.parent}")
     print(status_table(sweep_status(points)))
     return 0
@@ -116,7 +116,7 @@ def _launch(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     _check_engine(args.launcher)
     spec = load_grid_spec(args.grid)
-    points = expand(spec, _out_dir(args, spec))
+    points = expand(spec, _out_dir(args))
     out_dir = points[0].run_dir.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def _launch(args: argparse.Namespace) -> int:
             timeout_min=args.timeout_min,
             folder=out_dir / ".submitit",
         )
-    tasks = [launchers.Task(p.config_dict(), str(p.run_dir)) for p in todo]
+    tasks = [launchers.Task(p.config_dict(), str(p.run_dir), spec.imports) for p in todo]
     outcomes = launchers.launch(args.launcher, tasks, workers=args.workers, **options)
     for outcome in outcomes:
         if outcome.state != "done":

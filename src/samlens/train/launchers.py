@@ -27,10 +27,12 @@ from samlens.registry import Registry
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: a flattened config and the directory it runs in."""
+    """One unit of work: a nested config dict, the directory it runs in, and the plugin
+    modules a worker imports first (see the grid spec's ``imports``)."""
 
     config: dict[str, Any]
     run_dir: str
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Outcome:
     message: str = ""
 
 
-RunFn = Callable[[dict[str, Any], str, int | None], str]
+RunFn = Callable[[dict[str, Any], str, int | None, tuple[str, ...]], str]
 
 LAUNCHERS: Registry[Callable[..., list[Outcome]]] = Registry("launcher")
 
@@ -77,7 +79,7 @@ def launch_local(
     ctx = multiprocessing.get_context("spawn")
     outcomes: list[Outcome] = []
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        futures = [pool.submit(run_fn, t.config, t.run_dir, threads) for t in tasks]
+        futures = [pool.submit(run_fn, t.config, t.run_dir, threads, t.imports) for t in tasks]
         for task, future in zip(tasks, futures):
             try:
                 outcomes.append(Outcome(task.run_dir, future.result()))
@@ -116,7 +118,7 @@ def launch_ray(
     try:
         remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(run_fn)
         threads = max(1, int(cpus_per_task))
-        refs = [remote.remote(t.config, t.run_dir, threads) for t in tasks]
+        refs = [remote.remote(t.config, t.run_dir, threads, t.imports) for t in tasks]
         outcomes = []
         for task, ref in zip(tasks, refs):
             try:
@@ -177,7 +179,13 @@ def launch_slurm(
     for start in range(0, len(tasks), wave):
         chunk = tasks[start : start + wave]
         threads = [max(1, cpus_per_task)] * len(chunk)
-        jobs = executor.map_array(run_fn, [t.config for t in chunk], [t.run_dir for t in chunk], threads)
+        jobs = executor.map_array(
+            run_fn,
+            [t.config for t in chunk],
+            [t.run_dir for t in chunk],
+            threads,
+            [t.imports for t in chunk],
+        )
         for task, job in zip(chunk, jobs):
             try:
                 outcomes.append(Outcome(task.run_dir, job.result()))

@@ -9,6 +9,7 @@ A grid spec is a YAML file::
       train.seed: [0, 1, 2]
     exclude:                          # optional partial assignments to drop
       - {optim.name: sgd, train.seed: 2}
+    imports: [my_datasets]            # optional modules that register custom datasets/models/optimizers
 
 ``grid`` may also be a list of such mappings; the sweep is then the union of the
 sub-grids, in order. Points whose resolved configs are identical are run once.
@@ -45,6 +46,7 @@ class GridSpec:
     grids: list[dict[str, list[Any]]]
     exclude: list[dict[str, Any]] = field(default_factory=list)
     out: Path | None = None
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,10 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
     """Validate the structure of a grid spec mapping (see the module docstring)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{_where(path)}a grid spec must be a YAML mapping with 'base' and 'grid'")
-    unknown = sorted(set(data) - {"base", "grid", "exclude", "out"})
+    fields = ("base", "grid", "exclude", "out", "imports")
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{_where(path)}unknown grid spec field(s) {unknown}; valid: base, grid, exclude, out"
-        )
+        raise ConfigError(f"{_where(path)}unknown grid spec field(s) {unknown}; valid: {', '.join(fields)}")
     if "grid" not in data:
         raise ConfigError(f"{_where(path)}missing 'grid' (dotted config keys -> lists of values)")
 
@@ -147,6 +148,9 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
     out = data.get("out")
     if out is not None and not isinstance(out, str):
         raise ConfigError(f"{_where(path)}'out' must be a directory path")
+    imports = data.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(m, str) and m for m in imports):
+        raise ConfigError(f"{_where(path)}'imports' must be a list of module names")
     return GridSpec(
         path=path,
         base_path=base_path,
@@ -154,6 +158,7 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
         grids=grids,
         exclude=[dict(e) for e in exclude],
         out=Path(out) if out else None,
+        imports=tuple(imports),
     )
 
 
@@ -175,6 +180,18 @@ def load_grid_spec(path: str | os.PathLike[str]) -> GridSpec:
 def _grid_assignments(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def import_plugins(modules: tuple[str, ...] | list[str]) -> None:
+    """Import the modules that register a sweep's custom datasets, models or optimizers
+    (in the launching process and again in every worker)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"cannot import module {name!r} listed in 'imports': {err}") from None
 
 
 def _resolve(spec: GridSpec, assignment: Mapping[str, Any]) -> Any:
@@ -232,11 +249,14 @@ def expand(spec: GridSpec, out: str | os.PathLike[str] | None = None) -> list[Sw
     """Resolve every grid point, in a stable order: sub-grids in order, keys in spec order,
     values in list order (the last key varies fastest); excluded and duplicate configs dropped.
 
-    Touches nothing on disk. Raises ConfigError naming an unknown key or an invalid value.
+    Touches nothing on disk. Raises ConfigError naming an unknown key, an invalid value or
+    an unknown dataset / model / optimizer name.
     """
+    from samlens.train.build import check_names
     from samlens.train.config import config_hash
 
     out_dir = Path(out) if out is not None else default_out_dir(spec)
+    import_plugins(spec.imports)
     _check_keys(spec)
     points: list[SweepPoint] = []
     seen: set[str] = set()
@@ -244,6 +264,7 @@ def expand(spec: GridSpec, out: str | os.PathLike[str] | None = None) -> list[Sw
         for assignment in _grid_assignments(grid):
             try:
                 cfg = _resolve(spec, assignment)
+                check_names(cfg)
             except ConfigError as err:
                 raise ConfigError(f"{_where(spec.path)}grid point {assignment}: {err}") from None
             if spec.exclude and _excluded(_flat(cfg), spec.exclude):
@@ -301,6 +322,7 @@ def write_manifest(points: list[SweepPoint], spec: GridSpec, out_dir: Path) -> P
         "base": str(spec.base_path) if spec.base_path else spec.base_overrides,
         "grid": spec.grids,
         "exclude": spec.exclude,
+        "imports": list(spec.imports),
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "points": [{"hash": p.config_hash, "assignment": p.assignment} for p in points],
     }
@@ -314,13 +336,16 @@ def write_manifest(points: list[SweepPoint], spec: GridSpec, out_dir: Path) -> P
 
 
 def run_point(
-    config: Mapping[str, Any] | Any, run_dir: str | os.PathLike[str], threads: int | None = None
+    config: Mapping[str, Any] | Any,
+    run_dir: str | os.PathLike[str],
+    threads: int | None = None,
+    imports: tuple[str, ...] | list[str] = (),
 ) -> str:
     """Run (or resume, or skip) one sweep point; the function every launcher executes.
 
     ``config`` is a nested config dict (plain data, so it crosses process and machine
-    boundaries) or an ExperimentConfig. Returns the final state of the run
-    directory ("done" or "failed").
+    boundaries) or an ExperimentConfig; ``imports`` are the spec's plugin modules.
+    Returns the final state of the run directory ("done" or "failed").
     """
     from samlens.train.config import ExperimentConfig, config_from_dict, config_hash
     from samlens.train.runner import run_experiment
@@ -329,6 +354,7 @@ def run_point(
         import torch
 
         torch.set_num_threads(threads)
+    import_plugins(imports)
     cfg = config if isinstance(config, ExperimentConfig) else config_from_dict(dict(config))
     run_dir = Path(run_dir)
     if run_dir.name != config_hash(cfg):
