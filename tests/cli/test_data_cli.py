@@ -1,0 +1,57 @@
+"""``samlens data list`` / ``describe``: output, files written, and one-line errors with nothing written."""
+
+import numpy as np
+from PIL import Image
+
+from samlens.cli.main import main
+
+
+def test_list_names_every_dataset(capsys):
+    from samlens.data import list_datasets
+
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in list_datasets():
+        assert f"{name}: " in out
+    assert "correlation=1.0" in out
+
+
+def test_describe_prints_table_and_writes_png(tmp_path, capsys):
+    out_dir = tmp_path / "desc"
+    code = main(["data", "describe", "mnist5k_dominoes", "-o", "correlation=0.9", "--out", str(out_dir)])
+    assert code == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    # group 1 = (mnist4, digit1): 10% of 300 train examples of class 0
+    assert lines["1"][-5:] == ["30", "5", "15", "150", "75"]
+    assert lines["total"][1:] == ["600", "100", "300", "600", "300"]
+    assert lines["label==other"][1:] == ["0.900", "0.900", "0.900", "0.500", "0.500"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["examples.png", "summary.txt"]
+    image = np.asarray(Image.open(out_dir / "examples.png").convert("L"))
+    assert image.shape[0] > 200 and image.shape[1] > 300 and image.std() > 10
+    assert (out_dir / "summary.txt").read_text() in out
+
+
+def _assert_one_line_error(capsys, expected: str) -> None:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("samlens data: error: ") and expected in err, err
+
+
+def test_unknown_option_exits_2_and_writes_nothing(tmp_path, capsys):
+    out_dir = tmp_path / "desc"
+    assert main(["data", "describe", "mnist5k_dominoes", "-o", "colour=red", "--out", str(out_dir)]) == 2
+    _assert_one_line_error(capsys, "unknown option(s) colour; valid options: block_size, correlation")
+    assert not out_dir.exists()
+
+
+def test_malformed_option_and_unknown_dataset(tmp_path, capsys):
+    assert (
+        main(["data", "describe", "mnist5k_dominoes", "-o", "correlation", "--out", str(tmp_path / "x")]) == 2
+    )
+    _assert_one_line_error(capsys, "--option expects KEY=VALUE, got 'correlation'")
+    assert main(["data", "describe", "nope", "--out", str(tmp_path / "x")]) == 2
+    _assert_one_line_error(capsys, "unknown dataset 'nope'; valid choices:")
+    assert list(tmp_path.iterdir()) == []
