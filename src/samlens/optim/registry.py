@@ -38,9 +38,7 @@ def build_base(
     if weight_decay < 0:
         raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
     if base == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if base == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
     if base == "adamw":
@@ -74,3 +72,46 @@ def build_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.
 
 def list_optimizers() -> list[str]:
     return OPTIMIZERS.names()
+
+
+def _sam_factory(geometry: str, head_only: bool = False) -> OptimizerFactory:
+    def factory(
+        model: nn.Module,
+        *,
+        base: str = "sgd",
+        rho: float = 0.05,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        nesterov: bool = False,
+        **sam_options: Any,
+    ) -> torch.optim.Optimizer:
+        from samlens.optim.sam import SAM
+
+        base_opt = build_base(
+            model.parameters(),
+            base,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            betas=betas,
+            nesterov=nesterov,
+        )
+        if head_only:
+            head = getattr(model, "head", None)
+            if not isinstance(head, nn.Module):
+                raise ConfigError("optimizer 'lsam' needs a model with a linear `head` module")
+            sam_options["params_to_perturb"] = list(head.parameters())
+        try:
+            return SAM(base_opt, rho=rho, geometry=geometry, model=model, **sam_options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    return factory
+
+
+OPTIMIZERS.register("sam")(_sam_factory("sam"))
+OPTIMIZERS.register("asam")(_sam_factory("asam_official"))
+OPTIMIZERS.register("asam_common")(_sam_factory("asam_common"))
+OPTIMIZERS.register("lsam")(_sam_factory("sam", head_only=True))

@@ -1,0 +1,495 @@
+"""Sharpness-Aware Minimization as a wrapper around any torch optimizer.
+
+One SAM step: g = ∇L(θ); ε = ρ T²g / (‖Tg‖₂ + 1e-12) over all perturbed parameters; θ̃ = θ + ε;
+the update gradient is ∇L(θ̃); θ is restored exactly; the base optimizer steps with that gradient.
+
+Design choices (each guards against a failure seen in other implementations):
+
+* ``param_groups`` *is* the base optimizer's list, so LR schedulers work on either object.
+* ``state_dict()`` holds the base optimizer's state (momentum, Adam moments) plus SAM's counters,
+  so a resumed run continues bit-identically.
+* θ is saved before the ascent and restored with ``copy_`` — never by subtraction (which random-walks
+  low-precision weights) and never by rebinding ``.data`` (which breaks views into flat buffers).
+* The ascent is computed in fp32 and applied with a single rounding.
+* The hot path has no host synchronisation; the only one is the optional non-finite check before
+  the base step (``nonfinite="skip"``), the same read GradScaler performs.
+* Parameters without a gradient in a pass are simply not perturbed; the base optimizer still steps
+  whatever has a gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers
+from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, is_weight_tensor, scaling
+from samlens.optim.rng import RNGState
+
+Closure = Callable[[], Tensor]
+ParamSelector = Iterable[Tensor] | Callable[[str, nn.Module], bool]
+NONFINITE_POLICIES = ("skip", "ignore")
+ACCUMULATION_MODES = ("per_micro_batch", "global")
+_NORM_EPS = 1e-12
+
+
+class SAM(torch.optim.Optimizer):
+    """SAM around ``base_optimizer``.
+
+    Args:
+        base_optimizer: any ``torch.optim.Optimizer`` instance; it owns weight decay and momentum.
+        rho: neighbourhood radius (default for every param group; a group may set its own ``rho``).
+        geometry: ``"sam"``, ``"asam_official"`` or ``"asam_common"`` (see ``samlens.optim.geometry``).
+        eta: ASAM's η; defaults to 0.01 for ``asam_official`` and 0 otherwise.
+        model: the module being trained. Needed for the BatchNorm policy, for parameter names
+            (ASAM's weight rule) and for a module-predicate ``params_to_perturb``.
+        params_to_perturb: perturb only these parameters (an iterable of tensors, or a predicate
+            ``(module_name, module) -> bool`` selecting modules of ``model``); all parameters still
+            step. LSAM is ``params_to_perturb=model.head.parameters()``.
+        ascent_weight_decay: add each group's ``weight_decay · w`` to the ascent gradient.
+        interval: periodic SAM — a SAM step every ``interval`` steps, one clean pass otherwise.
+        bn_policy: ``"clean"`` (default), ``"perturbed"``, ``"both"`` or ``"frozen"``. Acts on the
+            running buffers of ``model``; without ``model`` nothing can be done and it is ``"both"``.
+        replay_rng: restore the RNG state before the perturbed pass (same dropout masks).
+        grad_scaler: a ``torch.amp.GradScaler``; the closure must call ``scaler.scale(loss).backward()``.
+            SAM then unscales per pass, skips the ascent on inf in pass 1, restores and skips the
+            step on inf in pass 2, and calls ``scaler.update()`` once per step.
+        nonfinite: ``"skip"`` (restore, skip the base step, count it) or ``"ignore"`` (no check and
+            no host sync at all, for fully captured/compiled steps).
+    """
+
+    def __init__(
+        self,
+        base_optimizer: torch.optim.Optimizer,
+        rho: float = 0.05,
+        *,
+        geometry: str = "sam",
+        eta: float | None = None,
+        model: nn.Module | None = None,
+        params_to_perturb: ParamSelector | None = None,
+        ascent_weight_decay: bool = False,
+        interval: int = 1,
+        bn_policy: str = "clean",
+        replay_rng: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
+        nonfinite: str = "skip",
+    ) -> None:
+        if not isinstance(base_optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"SAM wraps a torch.optim.Optimizer instance, got {type(base_optimizer).__name__}"
+            )
+        if isinstance(base_optimizer, SAM):
+            raise TypeError("SAM cannot wrap another SAM optimizer")
+        if not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
+            raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"unknown geometry {geometry!r}; valid choices: {', '.join(GEOMETRIES)}")
+        eta = DEFAULT_ETA[geometry] if eta is None else eta
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta!r}")
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be an integer >= 1, got {interval!r}")
+        if bn_policy not in BN_POLICIES:
+            raise ValueError(f"unknown bn_policy {bn_policy!r}; valid choices: {', '.join(BN_POLICIES)}")
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(
+                f"unknown nonfinite policy {nonfinite!r}; valid choices: {', '.join(NONFINITE_POLICIES)}"
+            )
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+
+        # torch.optim.Optimizer.__init__ would build a second param_groups list; we share the base's
+        # (see the param_groups property) and only set up what the Optimizer machinery expects.
+        self.base_optimizer = base_optimizer
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._patch_step_function()
+        self._warned_capturable_if_run_uncaptured = True
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+
+        for group in self.param_groups:
+            group.setdefault("rho", float(rho))
+        self.geometry = geometry
+        self.eta = float(eta)
+        self.model = model
+        self.ascent_weight_decay = ascent_weight_decay
+        self.interval = interval
+        self.bn_policy = bn_policy if model is not None else "both"
+        self.replay_rng = replay_rng
+        self.grad_scaler = grad_scaler
+        self.nonfinite = nonfinite
+
+        all_params = [p for g in self.param_groups for p in g["params"]]
+        self._perturb_ids = self._select(params_to_perturb, model, all_params)
+        names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+        self._is_weight = {id(p): is_weight_tensor(names.get(id(p)), p) for p in all_params}
+
+        # Counters: host ints for the schedule, device tensors for events found on the device.
+        self._step_count = 0
+        self._sam_steps = 0
+        self._skipped = 0
+        self._ascent_skipped = torch.zeros((), dtype=torch.int64)
+        self._pre_snapshot: BufferSnapshot | None = None
+        self._pending_snapshot: BufferSnapshot | None = None
+        self._perturbed: list[Tensor] = []
+        self.examples_per_perturbation: int | None = None
+
+    # ------------------------------------------------------------------ shared optimizer state
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.base_optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self.base_optimizer.param_groups = value
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.base_optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        self.base_optimizer.defaults = value
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        rho = param_group.pop("rho", self.param_groups[0]["rho"] if self.param_groups else 0.05)
+        self.base_optimizer.add_param_group(param_group)
+        self.param_groups[-1]["rho"] = rho
+        for p in self.param_groups[-1]["params"]:
+            self._perturb_ids.add(id(p))
+            self._is_weight[id(p)] = is_weight_tensor(None, p)
+
+    @staticmethod
+    def _select(
+        selector: ParamSelector | None, model: nn.Module | None, all_params: list[Tensor]
+    ) -> set[int]:
+        if selector is None:
+            return {id(p) for p in all_params}
+        if callable(selector) and not isinstance(selector, (nn.Module, Tensor)):
+            if model is None:
+                raise ValueError("a module predicate for params_to_perturb needs model=")
+            chosen = {
+                id(p)
+                for name, module in model.named_modules()
+                if selector(name, module)
+                for p in module.parameters(recurse=False)
+            }
+        else:
+            chosen = {id(p) for p in selector}
+        known = {id(p) for p in all_params}
+        if not chosen:
+            raise ValueError("params_to_perturb selects no parameters")
+        if not chosen <= known:
+            raise ValueError("params_to_perturb contains parameters that the base optimizer does not hold")
+        return chosen
+
+    # ------------------------------------------------------------------ public counters
+    @property
+    def is_sam_step(self) -> bool:
+        """Whether the next step is a SAM step (two passes) under periodic SAM."""
+        return self._step_count % self.interval == 0
+
+    @property
+    def steps(self) -> int:
+        return self._step_count
+
+    @property
+    def sam_steps(self) -> int:
+        return self._sam_steps
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps whose update gradient was non-finite (restored and not applied)."""
+        return self._skipped
+
+    @property
+    def skipped_ascents(self) -> int:
+        """SAM steps whose clean gradient was non-finite, so no perturbation was applied (syncs)."""
+        return int(self._ascent_skipped)
+
+    # ------------------------------------------------------------------ the SAM step
+    def _perturbable(self) -> list[tuple[Tensor, dict[str, Any]]]:
+        return [
+            (p, g)
+            for g in self.param_groups
+            for p in g["params"]
+            if id(p) in self._perturb_ids and p.grad is not None
+        ]
+
+    def _ascent_gradient(self, p: Tensor, group: dict[str, Any], inv_scale: Tensor | None) -> Tensor:
+        g = p.grad.detach().float()
+        if inv_scale is not None:
+            g = g * inv_scale
+        if self.ascent_weight_decay and group.get("weight_decay", 0.0):
+            g = g.add(p.detach().float(), alpha=group["weight_decay"])
+        return g
+
+    @torch.no_grad()
+    def _ascend(self) -> None:
+        """θ ← θ + ε from the gradients in ``.grad``; saves θ for an exact restore."""
+        pairs = self._perturbable()
+        self._perturbed = []
+        if not pairs:
+            return
+        inv_scale = None
+        if self.grad_scaler is not None and self.grad_scaler.is_enabled() and self.ascent_weight_decay:
+            inv_scale = self.grad_scaler._scale.double().reciprocal().float()  # no sync
+
+        directions = []
+        norm_sq = torch.zeros((), dtype=torch.float32, device=pairs[0][0].device)
+        for p, group in pairs:
+            g = self._ascent_gradient(p, group, inv_scale)
+            t = scaling(p, self.geometry, self.eta, self._is_weight[id(p)])
+            tg = g if t is None else g * t
+            norm_sq = norm_sq + tg.pow(2).sum().to(norm_sq.device)
+            directions.append(tg if t is None else tg.mul_(t))  # T²g
+        norm = norm_sq.sqrt()
+        finite = torch.isfinite(norm)
+        self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
+        for (p, group), d in zip(pairs, directions):
+            scale = torch.where(finite, group["rho"] / (norm + _NORM_EPS), torch.zeros_like(norm))
+            torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)  # only non-finite when scale is 0
+            state = self.state[p]
+            old = state.get("old_p")
+            if old is None or old.shape != p.shape or old.dtype != p.dtype or old.device != p.device:
+                old = state["old_p"] = torch.empty_like(p, memory_format=torch.preserve_format)
+            old.copy_(p)
+            if p.dtype == torch.float32:
+                p.addcmul_(d, scale.to(p.device))
+            else:  # one rounding from the fp32 result, not two
+                p.copy_(old.float().addcmul_(d, scale.to(p.device)))
+            self._perturbed.append(p)
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        for p in self._perturbed:
+            p.copy_(self.state[p]["old_p"])
+        self._perturbed = []
+
+    def _grads_finite(self) -> Tensor:
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return torch.ones((), dtype=torch.bool)
+        norms = torch._foreach_norm([g.detach().float() if g.dtype != torch.float32 else g for g in grads])
+        device = norms[0].device
+        return torch.isfinite(torch.stack([n.to(device) for n in norms]).sum())
+
+    def _descend(self) -> None:
+        """Base step with the gradients in ``.grad`` (the parameters are already restored)."""
+        scaler = self.grad_scaler
+        if scaler is not None and scaler.is_enabled():
+            scaler.step(self.base_optimizer)
+            found = getattr(scaler, "_found_inf_per_device", None)
+            skipped = None
+            if found is not None:
+                per_device = found(self.base_optimizer)
+                if per_device:
+                    skipped = sum(v.to("cpu") for v in per_device.values())
+            scaler.update()
+            if skipped is not None:
+                self._skipped += int(skipped > 0)
+        elif self.nonfinite == "skip" and not bool(self._grads_finite()):
+            self._skipped += 1
+        else:
+            self.base_optimizer.step()
+        self._step_count += 1
+
+    def _bn_snapshot(self) -> BufferSnapshot | None:
+        if self.model is None or self.bn_policy == "both":
+            return None
+        buffers = running_buffers(self.model)
+        return BufferSnapshot(buffers) if buffers else None
+
+    def _before_clean_pass(self) -> None:
+        if self.bn_policy in ("perturbed", "frozen"):
+            self._pre_snapshot = self._bn_snapshot()
+
+    def _after_clean_pass(self) -> None:
+        """Decide which running statistics survive the step (see ``samlens.optim.batchnorm``)."""
+        pre, self._pre_snapshot = self._pre_snapshot, None
+        needs_pre = self.bn_policy in ("perturbed", "frozen") and self.model is not None
+        if needs_pre and pre is None and running_buffers(self.model):
+            raise RuntimeError(
+                f"bn_policy={self.bn_policy!r} needs a snapshot taken before the clean pass: "
+                "use step(closure), or call begin_step() before the clean forward"
+            )
+        if self.bn_policy == "perturbed" and pre is not None:
+            pre.restore()  # forget the clean pass; the perturbed pass updates from here
+        elif self.bn_policy == "frozen":
+            self._pending_snapshot = pre
+        elif self.bn_policy == "clean":
+            self._pending_snapshot = self._bn_snapshot()
+
+    def _after_perturbed_pass(self) -> None:
+        self._restore()
+        if self._pending_snapshot is not None:
+            self._pending_snapshot.restore()
+            self._pending_snapshot = None
+
+    # manual form ---------------------------------------------------------------------------
+    def begin_step(self) -> None:
+        """Optional, before the clean forward in the manual form: needed by bn_policy perturbed/frozen."""
+        self._before_clean_pass()
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = True) -> bool:
+        """After the clean backward: perturb θ and zero the gradients.
+
+        Returns True when a perturbed backward and ``second_step()`` must follow. Under periodic SAM
+        a non-SAM step returns False after stepping the base optimizer with the clean gradient.
+        """
+        if not self.is_sam_step:
+            self._pre_snapshot = None
+            self._descend()
+            return False
+        self._after_clean_pass()
+        self._ascend()
+        if zero_grad:
+            self.zero_grad(set_to_none=True)
+        return True
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """After the perturbed backward: restore θ exactly and step the base optimizer."""
+        self._after_perturbed_pass()
+        self._descend()
+        self._sam_steps += 1
+        if zero_grad:
+            self.zero_grad(set_to_none=True)
+
+    # closure form --------------------------------------------------------------------------
+    def step(  # type: ignore[override]
+        self,
+        closure: Closure | None = None,
+        *,
+        ascent_context: contextlib.AbstractContextManager | None = None,
+    ) -> Tensor:
+        """Run a whole SAM step and return the clean loss (like ``torch.optim.LBFGS``).
+
+        ``closure`` zeroes the gradients, runs forward and backward, and returns the loss; it is called
+        twice on a SAM step and once on a periodic-SAM skip step. ``ascent_context`` wraps the clean
+        (ascent) pass, forward and backward — e.g. DDP's ``no_sync()`` for per-device ascent.
+        """
+        if closure is None:
+            raise ValueError(
+                "SAM.step needs a closure (zero_grad + forward + backward, returning the loss); "
+                "for a custom loop use first_step() and second_step()"
+            )
+        closure = torch.enable_grad()(closure)
+        if not self.is_sam_step:
+            loss = closure()
+            self._descend()
+            return loss
+        self._before_clean_pass()
+        rng = (
+            RNGState({p.device for g in self.param_groups for p in g["params"]}) if self.replay_rng else None
+        )
+        with ascent_context if ascent_context is not None else contextlib.nullcontext():
+            loss = closure()
+        self.first_step()
+        if rng is not None:
+            rng.restore()
+        closure()
+        self.second_step()
+        return loss
+
+    def accumulate_step(self, closure: Callable[[int], Tensor], num_micro_batches: int, mode: str) -> Tensor:
+        """A SAM step over ``num_micro_batches`` micro-batches (gradient accumulation).
+
+        ``closure(i)`` runs forward + backward of micro-batch ``i``'s mean loss WITHOUT zeroing
+        gradients and returns that loss. Modes:
+
+        * ``"per_micro_batch"`` — m-SAM: each micro-batch gets its own ε and its own perturbed gradient;
+          the update is their mean.
+        * ``"global"`` — exact large-batch SAM: ε from the mean clean gradient over all micro-batches,
+          then the mean perturbed gradient at that single θ̃.
+
+        Returns the mean clean loss. Running statistics follow ``bn_policy`` in each pass.
+        """
+        if mode not in ACCUMULATION_MODES:
+            raise ValueError(
+                f"unknown accumulation mode {mode!r}; valid choices: {', '.join(ACCUMULATION_MODES)}"
+            )
+        if not isinstance(num_micro_batches, int) or num_micro_batches < 1:
+            raise ValueError(f"num_micro_batches must be an integer >= 1, got {num_micro_batches!r}")
+        if self.interval != 1:
+            raise ValueError("accumulate_step does not combine with periodic SAM (interval > 1)")
+        n = num_micro_batches
+        params = [p for g in self.param_groups for p in g["params"]]
+        # Each "ascent" is a list of micro-batch indices sharing one ε.
+        ascents = [list(range(n))] if mode == "global" else [[i] for i in range(n)]
+        acc: dict[int, Tensor] = {}
+        losses = []
+        with torch.enable_grad():
+            for members in ascents:
+                self.zero_grad(set_to_none=True)
+                self._before_clean_pass()
+                losses += [closure(i).detach() for i in members]
+                with torch.no_grad():
+                    if len(members) > 1:  # the clean gradient of the union is the mean over members
+                        for p in params:
+                            if p.grad is not None:
+                                p.grad.div_(len(members))
+                    self._after_clean_pass()
+                    self._ascend()
+                self.zero_grad(set_to_none=True)
+                for i in members:
+                    closure(i)
+                with torch.no_grad():
+                    self._after_perturbed_pass()
+                    for p in params:
+                        if p.grad is None:
+                            continue
+                        if id(p) in acc:
+                            acc[id(p)].add_(p.grad)
+                        else:
+                            acc[id(p)] = p.grad.detach().clone()
+        for p in params:
+            p.grad = acc[id(p)].div_(n) if id(p) in acc else None
+        self._descend()
+        self._sam_steps += 1
+        return torch.stack(losses).mean()
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        return {
+            "base": self.base_optimizer.state_dict(),
+            "sam": {
+                "step_count": self._step_count,
+                "sam_steps": self._sam_steps,
+                "skipped": self._skipped,
+                "ascent_skipped": self._ascent_skipped.clone(),
+                "interval": self.interval,
+                "geometry": self.geometry,
+            },
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        if not isinstance(state_dict, dict) or "base" not in state_dict or "sam" not in state_dict:
+            raise ValueError(
+                "not a SAM state_dict (expected keys 'base' and 'sam'); "
+                "a plain optimizer state_dict lacks SAM's counters"
+            )
+        sam = state_dict["sam"]
+        self.base_optimizer.load_state_dict(state_dict["base"])
+        self._step_count = int(sam["step_count"])
+        self._sam_steps = int(sam["sam_steps"])
+        self._skipped = int(sam["skipped"])
+        self._ascent_skipped = torch.as_tensor(sam["ascent_skipped"], dtype=torch.int64).clone()
+
+    def __repr__(self) -> str:
+        rhos = sorted({g["rho"] for g in self.param_groups})
+        return (
+            f"SAM(rho={rhos[0] if len(rhos) == 1 else rhos}, geometry={self.geometry!r}, "
+            f"interval={self.interval}, bn_policy={self.bn_policy!r}, base={self.base_optimizer!r})"
+        )
