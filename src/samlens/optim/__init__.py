@@ -4,7 +4,19 @@
 registered optimizer by name (see ``list_optimizers()``).
 """
 
+# Imported for their registrations: the mechanism variants and per-example SAM.
+from samlens.optim import decomposition as _decomposition  # noqa: E402, F401
+from samlens.optim import per_example as _per_example  # noqa: E402, F401
+from samlens.optim.distributed import ddp_sam_step, examples_per_perturbation
 from samlens.optim.registry import OPTIMIZERS, build_base, build_optimizer, list_optimizers
 from samlens.optim.sam import SAM
 
-__all__ = ["OPTIMIZERS", "SAM", "build_base", "build_optimizer", "list_optimizers"]
+__all__ = [
+    "OPTIMIZERS",
+    "SAM",
+    "ddp_sam_step",
+    "examples_per_perturbation",
+    "build_base",
+    "build_optimizer",
+    "list_optimizers",
+]

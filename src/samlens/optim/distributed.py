@@ -1,0 +1,56 @@
+"""SAM under DistributedDataParallel.
+
+DDP all-reduces gradients in backward. For SAM that decides what the ascent sees:
+
+* ``per_device`` (default, as in the original JAX implementation): the clean pass runs under
+  ``no_sync()``, so each device perturbs with its own local gradient; the perturbed pass is
+  synchronised. The update is m-SAM with m = per-device batch.
+* ``global``: both passes are synchronised; every device perturbs with the global gradient,
+  which is exact SAM on the global batch (m = per-device batch × world size).
+
+``no_sync()`` must cover the ascent *forward* as well as its backward: DDP's reducer arms itself
+during forward, so wrapping only ``backward()`` still synchronises. ``SAM.step(closure,
+ascent_context=...)`` wraps the whole clean closure call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from samlens.optim.sam import SAM
+
+ASCENT_MODES = ("per_device", "global")
+
+
+def examples_per_perturbation(per_device_batch: int, world_size: int, ascent: str = "per_device") -> int:
+    """The m of m-SAM that a DDP run actually uses."""
+    if ascent not in ASCENT_MODES:
+        raise ValueError(f"unknown ascent mode {ascent!r}; valid choices: {', '.join(ASCENT_MODES)}")
+    return per_device_batch if ascent == "per_device" else per_device_batch * world_size
+
+
+def ddp_sam_step(
+    optimizer: SAM,
+    model: nn.Module,
+    closure: Callable[[], Tensor],
+    *,
+    ascent: str = "per_device",
+    per_device_batch: int | None = None,
+) -> Tensor:
+    """One SAM step of a DDP-wrapped ``model``; records ``optimizer.examples_per_perturbation``."""
+    if ascent not in ASCENT_MODES:
+        raise ValueError(f"unknown ascent mode {ascent!r}; valid choices: {', '.join(ASCENT_MODES)}")
+    if not isinstance(optimizer, SAM):
+        raise TypeError(f"ddp_sam_step needs a samlens SAM optimizer, got {type(optimizer).__name__}")
+    no_sync = getattr(model, "no_sync", None)
+    if ascent == "per_device" and no_sync is None:
+        raise TypeError("per-device ascent needs a DistributedDataParallel model (with no_sync())")
+    if per_device_batch is not None:
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        optimizer.examples_per_perturbation = examples_per_perturbation(per_device_batch, world, ascent)
+    context = no_sync() if ascent == "per_device" else contextlib.nullcontext()
+    return optimizer.step(closure, ascent_context=context)
