@@ -1,0 +1,50 @@
+"""Reference engine: one scikit-learn fit per problem, exactly as the published protocols do."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from samlens.probe.linear import LinearModels
+
+
+def fit_l2(
+    X: np.ndarray, y: np.ndarray, classes: np.ndarray, rows: list[np.ndarray], Cs: np.ndarray, *, seed: int
+) -> LinearModels:
+    """Multinomial (binary for two classes) L2 logistic regression, lbfgs, one fit per (rows, C)."""
+    coefs, intercepts = [], []
+    for idx, C in zip(rows, Cs):
+        # The reference must be converged, not capped at scikit-learn's default 100 iterations.
+        model = LogisticRegression(C=float(C), solver="lbfgs", max_iter=1000, tol=1e-4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X[idx], classes[y[idx]])
+        coefs.append(model.coef_)
+        intercepts.append(model.intercept_)
+    return LinearModels(np.stack(coefs), np.stack(intercepts), classes)
+
+
+def fit_l1(
+    Xs: list[np.ndarray], ys: list[np.ndarray], classes: np.ndarray, Cs: np.ndarray, *, seed: int
+) -> LinearModels:
+    """L1 logistic regression with liblinear (DFR's solver); one-vs-rest beyond two classes.
+
+    Problem k trains on ``Xs[k]`` with labels ``ys[k]`` (class labels, not indices).
+    """
+    coefs, intercepts = [], []
+    for X, y, C in zip(Xs, ys, Cs):
+        targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
+        coef, icpt = [], []
+        for t in targets:
+            model = LogisticRegression(C=float(C), l1_ratio=1.0, solver="liblinear", random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X, t.astype(np.int64))
+            coef.append(model.coef_[0])
+            icpt.append(model.intercept_[0])
+        coefs.append(np.stack(coef))
+        intercepts.append(np.asarray(icpt))
+    return LinearModels(np.stack(coefs), np.stack(intercepts), classes)
