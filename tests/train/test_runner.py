@@ -20,7 +20,7 @@ def tiny_cfg(**overrides):
         "train.epochs": 3,
         "train.log_every": 2,
         "train.deterministic": True,
-        "probe.every": 0,
+        "probe.enabled": False,
     }
     base.update(overrides)
     return load_config(overrides=base)
@@ -60,6 +60,16 @@ def test_run_writes_complete_directory(tmp_path):
     # a finished run is skipped: nothing is appended
     run_experiment(cfg, run_dir, quiet=True)
     assert len(read_results(run_dir)) == len(events)
+
+
+def test_probe_events(tmp_path):
+    cfg = tiny_cfg(**{"probe.enabled": True, "probe.every": 2, "train.epochs": 2})
+    events = read_results(run_experiment(cfg, tmp_path / "probe", quiet=True))
+    assert [(e["event"], e["step"]) for e in events] == [("eval", 4), ("eval", 8), ("probe", 8), ("final", 8)]
+    final, probe = events[-1]["metrics"], events[-2]["metrics"]
+    for key in ("probe_acc_label", "probe_acc_other"):
+        assert 0 <= probe[key] <= 1 and final[key] == probe[key]
+    assert "test_acc" in final
 
 
 def _interrupt_at(k):

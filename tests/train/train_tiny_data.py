@@ -10,9 +10,10 @@ from samlens.data import DATASETS, SplitData, SpuriousDataset, register_dataset
 NAME = "tiny_test_blobs"
 
 
-def _split(rng: np.random.Generator, n: int, scale: float) -> SplitData:
-    labels = rng.integers(0, 2, n)
-    others = np.where(rng.random(n) < 0.9, labels, 1 - labels)
+def _split(rng: np.random.Generator, n: int, scale: float, agreement: float = 0.9) -> SplitData:
+    labels = np.arange(n) % 2
+    others = np.where(rng.random(n) < agreement, labels, 1 - labels)
+    others[:4] = [0, 0, 1, 1]  # every group present, even in tiny splits
     x = rng.normal(size=(n, 1, 4, 4)).astype(np.float32) * 0.5
     x[:, 0, 0, :] += scale * (2 * labels[:, None] - 1)
     x[:, 0, 1, :] += 2 * scale * (2 * others[:, None] - 1)
@@ -23,7 +24,8 @@ def tiny_blobs(root=None, seed: int = 0, *, n: int = 64, scale: float = 1.0) -> 
     """Gaussian blobs: label and a 90%-correlated other attribute, each shifting one pixel row."""
     rng = np.random.default_rng(seed % 2**32)
     splits = {s: _split(rng, n if s == "train" else n // 2, scale) for s in ("train", "val", "test")}
-    splits.update({s: _split(rng, n // 2, scale) for s in ("probe_train", "probe_test")})
+    # Probe splits: the other attribute independent of the label, as probes require.
+    splits.update({s: _split(rng, n // 2, scale, agreement=0.5) for s in ("probe_train", "probe_test")})
     return SpuriousDataset(
         NAME,
         num_classes=2,

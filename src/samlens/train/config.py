@@ -87,8 +87,12 @@ class TrainConfig:
 
 @dataclass
 class ProbeConfig:
-    """Feature-quality probes: ``every`` epochs during training (0 = only after training)."""
+    """Feature-quality probes: ``every`` epochs during training (0 = only after training).
 
+    ``enabled=False`` skips probing altogether (the final event then has no probe metrics).
+    """
+
+    enabled: bool = True
     every: int = 0
     engine: str = "torch"
     method: str = "balanced"

@@ -1,7 +1,9 @@
-"""The probe step of a run: per-feature probe accuracy of the model's frozen features.
+"""The probe step of a run: feature-quality numbers of the model's frozen features.
 
 Probes use the dataset's held-out ``probe_train`` / ``probe_test`` splits (never the
-training split); datasets without them are probed on ``val`` / ``test``.
+training split); datasets without them are probed on ``val`` / ``test``. The numbers
+themselves come from ``samlens.probe``; this module only picks splits and flattens the
+result into scalar ``results.jsonl`` metrics.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from samlens.train.config import ExperimentConfig
+from samlens.errors import ConfigError
+from samlens.train.config import PROBE_METHODS, ExperimentConfig
 
 Prober = Callable[[nn.Module, int], "dict[str, float] | None"]
 
@@ -23,21 +26,54 @@ def probe_splits(dataset: Any) -> tuple[str, str]:
     return "val", "test"
 
 
+def scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Numbers only, nested per-group dicts flattened as ``key/<group>``."""
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[f"{key}/{sub}"] = float(v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def run_probe(
+    method: str, model: nn.Module, dataset: Any, *, engine: str = "torch", device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """``balanced`` (per-feature probe accuracy), ``dfr`` or ``transfer`` metrics of ``model``."""
+    import samlens.probe as probe
+
+    if method not in PROBE_METHODS:
+        raise ConfigError(f"unknown probe method {method!r}; valid choices: {', '.join(PROBE_METHODS)}")
+    fn_name = {"balanced": "balanced_probe", "dfr": "dfr", "transfer": "transfer_probe"}[method]
+    fn = getattr(probe, fn_name, None)
+    if fn is None:
+        raise ConfigError(f"probe method {method!r} is not available in this installation")
+
+    def feats(split: str) -> Any:
+        return probe.extract_features(model, dataset.split(split), device=device)
+
+    if method == "balanced":
+        train_split, test_split = probe_splits(dataset)
+        result = fn(feats(train_split), feats(test_split), engine=engine)
+    elif method == "dfr":
+        result = fn(feats("train"), feats("val"), feats("test"), engine=engine)
+    else:
+        train_split, test_split = probe_splits(dataset)
+        result = fn(feats(train_split), feats(test_split), engine=engine)
+    return scalar_metrics(result)
+
+
 def make_prober(cfg: ExperimentConfig, dataset: Any, device: torch.device) -> Prober | None:
-    """``prober(model, epoch) -> metrics`` for ``cfg.probe``, or None when probing is unavailable."""
-    try:
-        from samlens.probe import ProbeCallback
-    except ImportError:
+    """``prober(model, epoch) -> metrics`` running ``cfg.probe.method``; None without probe splits."""
+    if not cfg.probe.enabled:
         return None
-    train_split, test_split = probe_splits(dataset)
-    callback = ProbeCallback(
-        dataset.split(train_split),
-        dataset.split(test_split),
-        every=1,  # the runner decides when to probe; the callback always runs when asked
-        engine=cfg.probe.engine,
-    )
+    if cfg.probe.method == "balanced" and "probe_train" not in dataset.splits and dataset.num_other < 2:
+        return None
 
     def prober(model: nn.Module, epoch: int) -> dict[str, float] | None:
-        return callback(model, epoch)
+        return run_probe(cfg.probe.method, model, dataset, engine=cfg.probe.engine, device=device)
 
     return prober
