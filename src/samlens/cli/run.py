@@ -73,7 +73,7 @@ def resolve_config(forward: list[tuple[str, str]]) -> Any:
     parser = config_parser()
     try:
         namespace = parser.parse_args(argv)
-        tree = yaml.safe_load(parser.dump(namespace, skip_none=False))
+        tree = yaml.safe_load(parser.dump(namespace))
     except (argparse.ArgumentError, ValueError, TypeError, OSError) as err:
         raise ConfigError(_one_line(err)) from None
     tree.pop("config", None)

@@ -57,8 +57,11 @@ def _prepare_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"cannot write run directory {str(run_dir)!r}: {err.strerror or err}") from None
-    existing = run_dir / rundir.CONFIG
-    if existing.exists():
+
+
+def _check_same_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to resume (or skip) a run directory that belongs to another config."""
+    if (run_dir / rundir.CONFIG).exists():
         old = rundir.read_config(run_dir)
         if config_hash(old) != config_hash(cfg):
             raise ConfigError(
@@ -434,6 +437,7 @@ def run_experiment(
     mistakes raise ``ConfigError`` before anything is written.
     """
     run_dir = Path(run_dir)
+    _check_same_config(run_dir, cfg)
     if rundir.is_done(run_dir):
         if not quiet:
             print(f"{run_dir}: already done", file=sys.stderr)
