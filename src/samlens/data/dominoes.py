@@ -30,7 +30,7 @@ from samlens.errors import ConfigError
 
 @dataclass
 class BlockPool:
-    """Source images of one block for one split: float ``[N, S, S]`` in [0, 1] and class positions."""
+    """Source images of one block for one split: float ``[N, S, S]`` or ``[N, C, S, S]`` in [0, 1]."""
 
     images: torch.Tensor
     labels: np.ndarray
@@ -57,6 +57,11 @@ def check_block_size(block_size: int) -> int:
     return block_size
 
 
+def _with_channels(x: torch.Tensor) -> torch.Tensor:
+    """Grayscale ``[N, S, S]`` → ``[N, 1, S, S]``; colour ``[N, C, S, S]`` unchanged."""
+    return x[:, None] if x.ndim == 3 else x
+
+
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.mul(255.0).round_().to(torch.uint8)
 
@@ -73,6 +78,7 @@ def build_dominoes(
     class_names: Sequence[str],
     other_names: Sequence[str],
     info: dict,
+    independent: bool = False,
 ) -> SpuriousDataset:
     """Stack an other-block image on top of every (class-balanced) label-block image of each split."""
     correlation = check_fraction("correlation", correlation)
@@ -84,19 +90,21 @@ def build_dominoes(
         label_pool, other_pool = label_pools[source], other_pools[source]
         keep = balance_classes(label_pool.labels, rng, per_class.get(split))
         labels = label_pool.labels[keep]
-        if split.startswith("probe"):
+        if split.startswith("probe") or independent:
             others = balanced_others(labels, k, rng)
         else:
             others = assign_others(labels, correlation, k, rng)
-        top = other_pool.images[draw_by_class(others, other_pool.labels, rng)]
-        bottom = label_pool.images[keep]
-        images = _to_uint8(torch.cat([top, bottom], dim=1))[:, None]
+        top = _with_channels(other_pool.images[draw_by_class(others, other_pool.labels, rng)])
+        bottom = _with_channels(label_pool.images[keep])
+        channels = max(top.shape[1], bottom.shape[1])
+        top, bottom = top.expand(-1, channels, -1, -1), bottom.expand(-1, channels, -1, -1)
+        images = _to_uint8(torch.cat([top, bottom], dim=2))
         splits[split] = SplitData(labels=labels, others=others, images=images)
-    size = label_pools["train"].images.shape[-1]
+    channels, height, width = splits["train"].images.shape[1:]
     return SpuriousDataset(
         name,
         num_classes=k,
-        input_shape=(1, 2 * size, size),
+        input_shape=(channels, height, width),
         attribute_names=attribute_names,
         num_other=k,
         splits=splits,

@@ -1,0 +1,142 @@
+"""Shared pieces of the file-backed loaders: existence checks, image decoding, photo transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from torchvision import transforms as T
+
+from samlens.errors import DatasetFormatError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def require_dir(path: str | Path | None, expected: str) -> Path:
+    if path is None:
+        raise DatasetFormatError(f"no root given; expected a folder with {expected} (pass root / --root)")
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetFormatError(f"{path}: directory not found; expected {expected}")
+    return path
+
+
+def require_file(path: Path, expected: str) -> Path:
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: file not found; expected {expected}")
+    return path
+
+
+def first_existing(candidates: Sequence[Path], expected: str) -> Path:
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DatasetFormatError(f"{candidates[0]}: file not found; expected {expected}")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open an image file as RGB; a file that does not decode raises ``DatasetFormatError`` naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetFormatError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetFormatError(
+            f"{path}: cannot decode image ({type(err).__name__}); expected JPEG/PNG"
+        ) from None
+
+
+def check_files_exist(folder: Path, names: Sequence[str], listed_in: Path) -> None:
+    """Fail on the first listed image that is missing (stat only; decoding happens on access)."""
+    for name in names:
+        if not (folder / name).is_file():
+            raise DatasetFormatError(f"{folder / name}: image file not found (listed in {listed_in})")
+
+
+def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
+    """Read a CSV and check it has ``columns``; errors name the file and the expected columns."""
+    try:
+        table = pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DatasetFormatError(
+            f"{path}: cannot parse CSV ({type(err).__name__}); expected columns {', '.join(columns)}"
+        ) from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DatasetFormatError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected columns {', '.join(columns)}"
+        )
+    return table
+
+
+def int_column(table: pd.DataFrame, column: str, allowed: Sequence[int], path: Path) -> np.ndarray:
+    """An integer column whose values must lie in ``allowed``; otherwise a one-line error."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = ~values.isin(list(allowed))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetFormatError(
+            f"{path}: column {column!r} has value {str(table[column].iloc[row])!r} in data row {row + 1}; "
+            f"expected one of {sorted(allowed)}"
+        )
+    return values.to_numpy().astype(np.int64)
+
+
+def photo_transforms(image_size: int, crop: str, augment: str) -> tuple[T.Compose, T.Compose]:
+    """(train, eval) transforms on PIL images, ending in ImageNet normalisation.
+
+    crop="resize-center": Resize(size*256/224) + CenterCrop(size) (group-DRO Waterbirds);
+    crop="center178": CenterCrop(178) + Resize(size) (CelebA); crop="resize": Resize((size, size))
+    (DomainBed). augment="rrc" adds RandomResizedCrop(0.7-1) + flip; "domainbed" also colour jitter
+    and random grayscale, as DomainBed's training-domain augmentation.
+    """
+    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if crop == "resize-center":
+        resize = int(round(image_size * 256 / 224))
+        eval_steps = [T.Resize((resize, resize)), T.CenterCrop(image_size)]
+        pre = []
+    elif crop == "center178":
+        eval_steps = [T.CenterCrop(178), T.Resize(image_size)]
+        pre = [T.CenterCrop(178)]
+    else:
+        eval_steps = [T.Resize((image_size, image_size))]
+        pre = []
+    train_steps = pre + [T.RandomResizedCrop(image_size, scale=(0.7, 1.0)), T.RandomHorizontalFlip()]
+    if augment == "domainbed":
+        train_steps += [T.ColorJitter(0.3, 0.3, 0.3, 0.3), T.RandomGrayscale()]
+    return T.Compose(train_steps + normalize), T.Compose(eval_steps + normalize)
+
+
+class FileImages:
+    """``i -> decoded image`` for a list of files (decoded on access, as the datasets are large)."""
+
+    def __init__(self, folder: Path, names: Sequence[str]) -> None:
+        self.folder = folder
+        self.names = list(names)
+
+    def __call__(self, index: int) -> Image.Image:
+        return load_rgb(self.folder / self.names[index])
+
+
+def split_halves(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of an index set, stratified by group (for probe_train / probe_test)."""
+    first, second = [], []
+    for g in np.unique(groups):
+        idx = rng.permutation(np.flatnonzero(groups == g))
+        first.append(idx[: len(idx) // 2])
+        second.append(idx[len(idx) // 2 :])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def check_image_size(image_size: int) -> int:
+    from samlens.errors import ConfigError
+
+    image_size = int(image_size)
+    if not 8 <= image_size <= 1024:
+        raise ConfigError(f"image_size must be in 8..1024, got {image_size}")
+    return image_size
