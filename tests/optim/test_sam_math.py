@@ -212,3 +212,13 @@ def test_gradient_accumulation_modes(mode):
         for p, g in zip(ref.parameters(), grads):
             p.sub_(0.1 * g)
     assert (flat(model) - flat(ref)).abs().max() < 1e-6
+
+
+def test_first_step_without_zero_grad_leaves_the_clean_gradient_intact():
+    x, y = batch()
+    model = mlp()
+    opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05)
+    F.cross_entropy(model(x), y).backward()
+    clean = [p.grad.clone() for p in model.parameters()]
+    opt.first_step(zero_grad=False)
+    assert all(torch.equal(p.grad, c) for p, c in zip(model.parameters(), clean))

@@ -235,8 +235,11 @@ class SAM(torch.optim.Optimizer):
         return g
 
     @torch.no_grad()
-    def _ascend(self) -> None:
-        """θ ← θ + ε from the gradients in ``.grad``; saves θ for an exact restore."""
+    def _ascend(self, consume_grads: bool = True) -> None:
+        """θ ← θ + ε from the gradients in ``.grad``; saves θ for an exact restore.
+
+        With ``consume_grads`` the fp32 gradients are used as scratch space (they are zeroed next).
+        """
         pairs = self._perturbable()
         self._perturbed = []
         if not pairs:
@@ -245,30 +248,59 @@ class SAM(torch.optim.Optimizer):
         if self.grad_scaler is not None and self.grad_scaler.is_enabled() and self.ascent_weight_decay:
             inv_scale = self.grad_scaler._scale.double().reciprocal().float()  # no sync
 
-        directions = []
-        norm_sq = torch.zeros((), dtype=torch.float32, device=pairs[0][0].device)
+        directions, identity, squares = [], [], []
         for p, group in pairs:
             g = self._ascent_gradient(p, group, inv_scale)
             t = scaling(p, self.geometry, self.eta, self._is_weight[id(p)])
-            tg = g if t is None else g * t
-            norm_sq = norm_sq + tg.pow(2).sum().to(norm_sq.device)
-            directions.append(tg if t is None else tg.mul_(t))  # T²g
+            if t is None:
+                if not consume_grads and g.data_ptr() == p.grad.data_ptr():
+                    g = g.clone()
+                identity.append(g)
+                directions.append(g)
+            else:
+                tg = g * t
+                squares.append(tg.pow(2).sum())
+                directions.append(tg.mul_(t))  # T²g
+        device = pairs[0][0].device
+        if identity:  # one fused norm over the identity-T tensors, no temporaries
+            squares += [n.to(device) ** 2 for n in torch._foreach_norm(identity)]
+        norm_sq = torch.stack([q.to(device) for q in squares]).sum()
         norm = norm_sq.sqrt()
         finite = torch.isfinite(norm)
         self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
-        for (p, group), d in zip(pairs, directions):
-            scale = torch.where(finite, group["rho"] / (norm + _NORM_EPS), torch.zeros_like(norm))
-            torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)  # only non-finite when scale is 0
+        inv_norm = torch.where(finite, 1.0 / (norm + _NORM_EPS), torch.zeros_like(norm))
+        scales: dict[float, Tensor] = {}  # one scalar tensor per distinct rho
+        olds = []
+        for p, _ in pairs:
             state = self.state[p]
             old = state.get("old_p")
             if old is None or old.shape != p.shape or old.dtype != p.dtype or old.device != p.device:
                 old = state["old_p"] = torch.empty_like(p, memory_format=torch.preserve_format)
-            old.copy_(p)
+            olds.append(old)
+        params = [p for p, _ in pairs]
+        torch._foreach_copy_(olds, params)
+        # fp32 tensors on the norm's device go through fused foreach kernels, bucketed by rho;
+        # everything else (other devices, low precision) takes the per-tensor path.
+        buckets: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+        for (p, group), d, old in zip(pairs, directions, olds):
+            rho = group["rho"]
+            if rho not in scales:
+                scales[rho] = inv_norm * rho
+            torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)  # only non-finite when scale is 0
+            if p.dtype == torch.float32 and p.device == device:
+                bucket = buckets.setdefault(rho, ([], []))
+                bucket[0].append(p)
+                bucket[1].append(d)
+                continue
+            scale = scales[rho].to(p.device)
             if p.dtype == torch.float32:
-                p.addcmul_(d, scale.to(p.device))
+                p.addcmul_(d, scale)
             else:  # one rounding from the fp32 result, not two
-                p.copy_(old.float().addcmul_(d, scale.to(p.device)))
-            self._perturbed.append(p)
+                p.copy_(old.float().addcmul_(d, scale))
+        for rho, (ps, ds) in buckets.items():
+            torch._foreach_mul_(ds, scales[rho])  # the directions are scratch (or the consumed grads)
+            torch._foreach_add_(ps, ds)
+        self._perturbed = params
 
     @torch.no_grad()
     def _restore(self) -> None:
@@ -353,7 +385,7 @@ class SAM(torch.optim.Optimizer):
             self._descend()
             return False
         self._after_clean_pass()
-        self._ascend()
+        self._ascend(consume_grads=zero_grad)
         if zero_grad:
             self.zero_grad(set_to_none=True)
         return True
