@@ -69,14 +69,16 @@ def _describe(args: argparse.Namespace) -> int:
     if args.per_group < 1:
         raise ConfigError(f"--per-group must be >= 1, got {args.per_group}")
     text = summary_text(ds)
-    print(text, end="")
     if args.out is None:
+        print(text, end="")
         return 0
     out = Path(args.out)
-    # Render into a scratch folder first: a decoding error must not leave a half-filled --out.
+    # Render into a scratch folder before printing or writing anything: an image that does not
+    # decode must end the command with one error line and no output.
     with tempfile.TemporaryDirectory() as scratch:
         example_grid(ds, Path(scratch) / "examples.png", split=args.split, per_group=args.per_group)
         png = (Path(scratch) / "examples.png").read_bytes()
+    print(text, end="")
     write_atomic(out / "summary.txt", lambda tmp: Path(tmp).write_text(text))
     write_atomic(out / "examples.png", lambda tmp: Path(tmp).write_bytes(png))
     print(f"wrote {out / 'summary.txt'} and {out / 'examples.png'}")
