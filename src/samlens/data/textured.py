@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.ops import roi_align
 
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.dominoes import BlockPool, prepare_block, select_classes
@@ -54,6 +53,8 @@ def texture_crops(name: str, count: int, size: int, rng: np.random.Generator) ->
     ``roi_align`` crops and resizes all boxes in one call, averaging 2x2 samples per output
     pixel (so downscaling does not alias), instead of one interpolation per crop.
     """
+    from torchvision.ops import roi_align  # torchvision takes seconds to import; only needed here
+
     photo = torch.as_tensor(texture(name))[None, None]
     height, width = photo.shape[-2:]
     sides = rng.integers(64, 161, size=count)

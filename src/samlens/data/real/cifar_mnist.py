@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import CIFAR10
 
 from samlens.data.base import SpuriousDataset
 from samlens.data.dominoes import BlockPool, build_dominoes, select_classes
@@ -22,33 +21,39 @@ from samlens.errors import DatasetFormatError
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-class _Cifar10Files(CIFAR10):
+def _cifar10_reader():
     """torchvision's CIFAR-10 reader without the MD5 checks (so miniature copies in tests load too).
 
-    Downloads (``download=True``) still go through torchvision, which verifies the archive.
+    Built on first use because importing torchvision.datasets takes seconds. Downloads
+    (``download=True``) still go through torchvision, which verifies the archive.
     """
+    from torchvision.datasets import CIFAR10
 
-    def _check_integrity(self) -> bool:
-        files = self.train_list + self.test_list
-        return all((Path(self.root) / self.base_folder / name).is_file() for name, _ in files)
+    class Cifar10Files(CIFAR10):
+        def _check_integrity(self) -> bool:
+            files = self.train_list + self.test_list
+            return all((Path(self.root) / self.base_folder / name).is_file() for name, _ in files)
 
-    def _load_meta(self) -> None:
-        self.classes = list(CIFAR_CLASSES)
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        def _load_meta(self) -> None:
+            self.classes = list(CIFAR_CLASSES)
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return Cifar10Files
 
 
 def read_cifar10(root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 ``[N, 32, 32, 3]`` uint8 images and labels; one-line errors for missing/bad batches."""
     batches = root / "cifar-10-batches-py"
+    reader = _cifar10_reader()
     if not download:
-        for name, _ in CIFAR10.train_list + CIFAR10.test_list:
+        for name, _ in reader.train_list + reader.test_list:
             if not (batches / name).is_file():
                 raise DatasetFormatError(
                     f"{batches / name}: file not found; expected the CIFAR-10 python batches "
                     "(data_batch_1..5, test_batch), or pass download=True"
                 )
     try:
-        data = _Cifar10Files(str(root), train=train, download=download)
+        data = reader(str(root), train=train, download=download)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
         raise DatasetFormatError(
             f"{batches}: cannot read CIFAR-10 batch ({type(err).__name__}: {err}); expected pickled dicts "

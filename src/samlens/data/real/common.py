@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from torchvision import transforms as T
 
 from samlens.errors import DatasetFormatError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torchvision import transforms as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,6 +63,8 @@ def check_files_exist(folder: Path, names: Sequence[str], listed_in: Path) -> No
 
 def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
     """Read a CSV and check it has ``columns``; errors name the file and the expected columns."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -76,6 +81,8 @@ def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
 
 def int_column(table: pd.DataFrame, column: str, allowed: Sequence[int], path: Path) -> np.ndarray:
     """An integer column whose values must lie in ``allowed``; otherwise a one-line error."""
+    import pandas as pd
+
     values = pd.to_numeric(table[column], errors="coerce")
     bad = ~values.isin(list(allowed))
     if bad.any():
@@ -95,6 +102,8 @@ def photo_transforms(image_size: int, crop: str, augment: str) -> tuple[T.Compos
     (DomainBed). augment="rrc" adds RandomResizedCrop(0.7-1) + flip; "domainbed" also colour jitter
     and random grayscale, as DomainBed's training-domain augmentation.
     """
+    from torchvision import transforms as T
+
     normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if crop == "resize-center":
         resize = int(round(image_size * 256 / 224))
