@@ -134,6 +134,11 @@ def test_bad_options(options, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_packaged_dataset_refuses_root(tmp_path):
+    with pytest.raises(ConfigError, match="mnist5k_dominoes uses packaged data only; do not pass root"):
+        get_dataset("mnist5k_dominoes", root=tmp_path)
+
+
 def test_unknown_dataset_and_split(dominoes):
     with pytest.raises(ConfigError, match="unknown dataset 'nope'; valid choices: .*mnist5k_dominoes"):
         get_dataset("nope")

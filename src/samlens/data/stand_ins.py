@@ -68,8 +68,10 @@ def mnist5k_dominoes(
     1x32x16 images (``block_size`` 16).
 
     Measured learning order (tests/data/test_learning_order.py, docs/datasets.md): a small CNN
-    trained with SGD on the redundant train split fits the top (8x8-digit) block first; the
-    MNIST block is the harder feature, as CIFAR is in CIFAR-MNIST.
+    trained with SGD on the redundant train split fits the top (8x8-digit) block first; after 6
+    epochs its predictions on ``probe_test`` agree with the top block 98-100% of the time and
+    with the MNIST block 49-50% (chance), over 3 seeds. The MNIST block is the harder feature,
+    as CIFAR is in CIFAR-MNIST.
 
     Differences from CIFAR-MNIST: grayscale, far fewer images, and the hard block is an MNIST
     digit pair rather than CIFAR photos, so it is much easier in absolute terms.
