@@ -144,3 +144,25 @@ def test_unknown_dataset_and_split(dominoes):
         get_dataset("nope")
     with pytest.raises(ConfigError, match="has no split 'holdout'; valid splits: train, val, test"):
         dominoes.labels("holdout")
+
+
+def test_dataloader_collates_items(dominoes):
+    loader = torch.utils.data.DataLoader(dominoes.split("probe_train"), batch_size=16, shuffle=False)
+    images, labels, attrs = next(iter(loader))
+    assert images.shape == (16, 1, 32, 16) and labels.dtype == torch.int64
+    assert attrs["group"].tolist() == (labels * 2 + attrs["other"]).tolist()
+    assert labels.tolist() == dominoes.labels("probe_train")[:16].tolist()
+
+
+def test_missing_fashion_folder(tmp_path):
+    from samlens.errors import DatasetFormatError
+
+    with pytest.raises(DatasetFormatError) as err:
+        get_dataset("mnist_fashion_dominoes", root=tmp_path / "fm")
+    assert str(err.value).startswith(
+        f"{tmp_path / 'fm'}: Fashion-MNIST directory not found; expected the IDX files"
+    )
+    (tmp_path / "fm").mkdir()
+    with pytest.raises(DatasetFormatError) as err:
+        get_dataset("mnist_fashion_dominoes", root=tmp_path / "fm")
+    assert str(err.value).startswith(f"{tmp_path / 'fm' / 'train-images-idx3-ubyte'}: file not found")
