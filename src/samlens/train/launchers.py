@@ -56,8 +56,10 @@ def _default_run_fn() -> RunFn:
 
 
 def _error(task: Task, err: BaseException) -> Outcome:
-    first = str(err).strip().splitlines()
-    return Outcome(task.run_dir, "error", f"{type(err).__name__}: {first[0] if first else ''}")
+    # Engines wrap a worker's exception with its traceback; the last line names the cause.
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    text = lines[0] if len(lines) <= 1 else f"{lines[0]} ... {lines[-1]}"
+    return Outcome(task.run_dir, "error", f"{type(err).__name__}: {text}")
 
 
 def _check_workers(workers: int) -> int:
