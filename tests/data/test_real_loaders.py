@@ -295,3 +295,26 @@ def test_domainbed_bad_input(pacs_root):
     shutil.rmtree(root / "PACS" / "sketch")
     with pytest.raises(DatasetFormatError, match="domain folders .*; expected .*sketch"):
         get_dataset("domainbed", root=root)
+
+
+# ------------------------------------------------------------------------------------- dominoes from root
+def test_mnist_fashion_dominoes_reads_idx_files_from_root(tmp_path):
+    write_mnist(tmp_path / "MNIST" / "raw", {"train": 12, "test": 4})
+    write_mnist(tmp_path / "FashionMNIST" / "raw", {"train": 20, "test": 5}, gz=False)
+    ds = get_dataset("mnist_fashion_dominoes", root=tmp_path)
+    assert ds.info["mnist_source"] == str(tmp_path / "MNIST" / "raw")
+    # Fashion (label) train: 20 per class -> 2 val + 18 train; test: 5 per class
+    assert [len(ds.labels(s)) for s in ds.splits] == [36, 4, 10, 36, 10]
+    for split in ds.splits:
+        x = (ds.images(split)[:, 0] * 255).round().long()
+        top_digit = (x[:, 16, 16] - 10) // 20
+        bottom_class = (x[:, 48, 16] - 10) // 20
+        assert bottom_class.tolist() == np.array([2, 4])[ds.labels(split)].tolist()
+        assert top_digit.tolist() == np.array([0, 1])[ds.others(split)].tolist()
+
+
+def test_per_class_caps_are_checked():
+    with pytest.raises(ConfigError, match="train_per_class must be a positive integer or null, got 0"):
+        get_dataset("mnist_fashion_dominoes", train_per_class=0)
+    with pytest.raises(ConfigError, match="eval_per_class must be a positive integer or null, got 'many'"):
+        get_dataset("textured_objects", eval_per_class="many")

@@ -47,7 +47,11 @@ def idx_pair(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fashion_root(root: str | Path | None) -> str:
-    """Where Fashion-MNIST lives: ``root`` if given, else the Debian package's folder."""
+    """Where Fashion-MNIST lives: ``root/FashionMNIST/raw`` or ``root`` if given, else the Debian folder."""
+    if root is not None:
+        for folder in (Path(root) / "FashionMNIST" / "raw", Path(root) / "FashionMNIST"):
+            if folder.is_dir():
+                return str(folder)
     folder = Path(root) if root is not None else FASHION_DIR
     if not folder.is_dir():
         raise DatasetFormatError(
@@ -55,6 +59,17 @@ def fashion_root(root: str | Path | None) -> str:
             "(install the Debian package dataset-fashion-mnist, or pass root)"
         )
     return str(folder)
+
+
+def check_per_class(name: str, value: int | None) -> int | None:
+    """A per-class size cap: a positive integer, or None for "all"."""
+    from samlens.errors import ConfigError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer or null, got {value!r}")
+    return value
 
 
 @functools.lru_cache(maxsize=4)

@@ -11,7 +11,7 @@ from samlens.data.base import SpuriousDataset
 from samlens.data.dominoes import BlockPool, build_dominoes, check_block_size, prepare_block, select_classes
 from samlens.data.pairing import check_classes, partition_per_class
 from samlens.data.registry import register_dataset
-from samlens.data.sources import FASHION_CLASSES, digits8x8, fashion_root, idx_pair, mnist5k
+from samlens.data.sources import FASHION_CLASSES, check_per_class, digits8x8, fashion_root, idx_pair, mnist5k
 from samlens.errors import ConfigError
 
 # Source images without an official split are partitioned per class into train / val / test.
@@ -110,14 +110,6 @@ def _mnist_folder(root: str | Path | None) -> str | None:
     return None
 
 
-def _fashion_folder(root: str | Path | None) -> str:
-    if root is not None:
-        for folder in (Path(root) / "FashionMNIST" / "raw", Path(root) / "FashionMNIST"):
-            if folder.is_dir():
-                return str(folder)
-    return fashion_root(root)
-
-
 @register_dataset("mnist_fashion_dominoes")
 def mnist_fashion_dominoes(
     root: str | Path | None = None,
@@ -149,7 +141,9 @@ def mnist_fashion_dominoes(
     if len(mnist_classes) != len(fashion_classes):
         raise ConfigError("mnist_classes and fashion_classes must have the same length")
     size = check_block_size(block_size)
-    label_pools = _pools_from_official(_fashion_folder(root), fashion_classes, 2, size, seed)
+    train_per_class = check_per_class("train_per_class", train_per_class)
+    eval_per_class = check_per_class("eval_per_class", eval_per_class)
+    label_pools = _pools_from_official(fashion_root(root), fashion_classes, 2, size, seed)
     mnist_dir = _mnist_folder(root)
     if mnist_dir is not None:
         other_pools = _pools_from_official(mnist_dir, mnist_classes, 2, size, seed + 1)

@@ -19,7 +19,15 @@ from samlens.data.pairing import (
     partition_per_class,
 )
 from samlens.data.registry import register_dataset
-from samlens.data.sources import FASHION_CLASSES, TEXTURES, fashion_root, idx_pair, mnist5k, texture
+from samlens.data.sources import (
+    FASHION_CLASSES,
+    TEXTURES,
+    check_per_class,
+    fashion_root,
+    idx_pair,
+    mnist5k,
+    texture,
+)
 from samlens.errors import ConfigError
 
 FOREGROUNDS = ("fashion", "mnist5k")
@@ -118,6 +126,8 @@ def textured_objects(
             f"textures must be {len(classes)} distinct names from {', '.join(TEXTURES)}, got {list(textures)}"
         )
     correlation = check_fraction("correlation", correlation)
+    train_per_class = check_per_class("train_per_class", train_per_class)
+    eval_per_class = check_per_class("eval_per_class", eval_per_class)
     image_size = int(image_size)
     if not 16 <= image_size <= 128:
         raise ConfigError(f"image_size must be in 16..128, got {image_size}")
