@@ -3,13 +3,11 @@ import math
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pytest
 from runfactory import COMMIT, FINAL, write_run
 
 from samlens.errors import ConfigError
 from samlens.report import write_report
-from samlens.report.figures import lorenz_points
 from samlens.report.tables import format_cell
 
 
@@ -125,12 +123,6 @@ def test_report_skips_optional_figures(tmp_path: Path) -> None:
     write_report(run)
     made = sorted(p.name for p in (run / "figures").iterdir())
     assert made == ["probe_vs_rho.pdf", "probe_vs_rho.png"]
-
-
-def test_lorenz_points_closed_form() -> None:
-    x, y = lorenz_points([3.0, 1.0, 0.0, 2.0])
-    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75, 1.0])
-    np.testing.assert_allclose(y, [0, 0, 1 / 6, 3 / 6, 1.0])
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "file"])

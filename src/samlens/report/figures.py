@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from samlens.probe.importance import gini, lorenz_curve  # noqa: E402
 from samlens.probe.metrics import mean_se  # noqa: E402
 from samlens.report.load import Run, scalar_metrics  # noqa: E402
 from samlens.report.tables import (  # noqa: E402
@@ -188,14 +189,6 @@ def group_accuracy(
     return fig
 
 
-def lorenz_points(weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Lorenz curve of importance weights (science spec §3): sort ascending, cumulative share."""
-    lam = np.sort(np.asarray(weights, dtype=np.float64))
-    total = lam.sum()
-    share = np.concatenate([[0.0], np.cumsum(lam) / total]) if total > 0 else np.linspace(0, 1, len(lam) + 1)
-    return np.linspace(0.0, 1.0, len(lam) + 1), share
-
-
 def _last_lambda(run: Run, key: str) -> list[float] | None:
     for event in reversed(run.events):
         value = (event.get("metrics") or {}).get(key)
@@ -214,28 +207,20 @@ def lorenz(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
     for ax, key in zip(axes, present):
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="equality")
         for i, group in enumerate(groups):
-            first = True
             for run in group.runs:
                 lam = _last_lambda(run, key)
                 if lam is None:
                     continue
-                x, y = lorenz_points(lam)
-                ax.plot(
-                    x,
-                    y,
-                    color=colors[i % len(colors)],
-                    lw=1.2,
-                    alpha=0.8,
-                    label=group.label(keys) if first else None,
-                )
-                first = False
+                x, y = lorenz_curve(lam)
+                label = f"{group.label(keys)}: Gini {gini(lam):.3f}"
+                ax.plot(x, y, color=colors[i % len(colors)], lw=1.2, alpha=0.8, label=label)
         ax.set_xlabel("fraction of examples (λ ascending)")
         ax.set_ylabel("cumulative share of weight")
         ax.set_title("λ̃ (phantom)" if key == "lambda_phantom" else "λ")
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Importance-weight Lorenz curves (one line per seed)")
+    fig.suptitle("Importance-weight Lorenz curves (one line per seed; Gini = 1 − 2∫L)")
     return fig
 
 
