@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # reports are written headless (CI, clusters)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from samlens.probe.importance import gini, lorenz_curve  # noqa: E402
 from samlens.probe.metrics import mean_se  # noqa: E402
@@ -134,6 +135,7 @@ def probe_curves(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
                 alpha=0.2,
                 color=line.get_color(),
             )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("probe accuracy")
         ax.set_title(f"feature: {_feature(metric)}")

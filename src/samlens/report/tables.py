@@ -165,3 +165,14 @@ def wide_table(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str]
         by_metric = {r.metric: format_cell(r.mean, r.se, int(r.n)) for r in part.itertuples()}
         rows.append([str(label), *(by_metric.get(m, "—") for m in present)])
     return ["setting", *present], rows
+
+
+def long_table(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Rows = metrics, columns = groups (narrow when there are many metrics and few groups)."""
+    present = [m for m in metrics if m in set(summary["metric"])]
+    if not present:
+        return [], []
+    labels = list(dict.fromkeys(summary["group"]))
+    cells = {(r.metric, r.group): format_cell(r.mean, r.se, int(r.n)) for r in summary.itertuples()}
+    rows = [[m, *(cells.get((m, g), "—") for g in labels)] for m in present]
+    return ["metric", *labels], rows

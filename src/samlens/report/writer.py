@@ -26,6 +26,7 @@ from samlens.report.tables import (
     finished,
     group_runs,
     is_seed_key,
+    long_table,
     metric_order,
     summarize,
     varying_keys,
@@ -65,7 +66,9 @@ def _metric_tables(summary: Any, group_names: Sequence[str] | None) -> list[Bloc
     sections.append(("Other final metrics", metric_order([m for m in metrics if m not in listed])))
     blocks: list[Block] = []
     for title, names in sections:
-        header, rows = wide_table(summary, names)
+        # Leftover metrics can be many (probe internals, losses): list them one per row.
+        table = long_table if title == "Other final metrics" else wide_table
+        header, rows = table(summary, names)
         if rows and title == "Per-group accuracy" and group_names:
             header = [_group_header(h, group_names) for h in header]
         if rows:
@@ -81,7 +84,11 @@ def _group_header(metric: str, names: Sequence[str]) -> str:
 
 
 def _runs_table(runs: Sequence[Run], groups: Sequence[Group], keys: Sequence[str]) -> Block:
-    rows = [[r.name, g.label(keys), _seed(r), r.status, r.commit] for g in groups for r in g.runs]
+    rows = [
+        [r.name, g.label(keys), _seed(r), r.status, r.commit]
+        for g in groups
+        for r in sorted(g.runs, key=lambda run: (_seed(run).zfill(12), run.name))
+    ]
     return ("table", ["run", "setting", "seed", "status", "commit"], rows)
 
 
