@@ -1,0 +1,57 @@
+"""``samlens reproduce NAME``: run one of the paper's experiments (or a stand-in) and report it."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "reproduce"
+HELP = "Run a paper experiment or its offline stand-in (configs/paper) and write its report."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="reproduction name (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the reproductions and exit")
+    parser.add_argument("--data-dir", help="dataset folder (real datasets only)")
+    parser.add_argument("--out", help="output directory (default: runs/reproduce/NAME[_quick])")
+    parser.add_argument("--quick", action="store_true", help="a reduced grid for CI (2 seeds, tiny runs)")
+    parser.add_argument("--launcher", default="local", help="sweep launcher: local, ray or slurm")
+    parser.add_argument("--workers", type=int, default=1, help="runs at the same time (default 1)")
+
+
+def list_table() -> str:
+    """One line per reproduction: name, whether it needs --data-dir, and its claim."""
+    from samlens.train.reproduce import REPRODUCTIONS
+
+    width = max(len(n) for n in REPRODUCTIONS)
+    lines = []
+    for name, r in REPRODUCTIONS.items():
+        where = "needs --data-dir" if r.needs_data else "offline"
+        lines.append(f"{name.ljust(width)}  {where.ljust(16)}  {r.claim}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samlens.errors import ConfigError
+
+    if args.list:
+        print(list_table())
+        return 0
+    if not args.name:
+        raise ConfigError("give a reproduction NAME or --list")
+    from samlens.train import launchers
+    from samlens.train.reproduce import reproduce
+
+    if args.launcher not in launchers.LAUNCHERS:
+        names = ", ".join(launchers.LAUNCHERS.names())
+        raise ConfigError(f"unknown launcher {args.launcher!r}; valid choices: {names}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    reproduce(
+        args.name,
+        data_dir=args.data_dir,
+        out=args.out,
+        quick=args.quick,
+        launcher=args.launcher,
+        workers=args.workers,
+    )
+    return 0

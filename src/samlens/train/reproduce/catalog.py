@@ -1,0 +1,159 @@
+"""The paper's experiments and their offline stand-ins, by name.
+
+Each entry names a file in ``configs/paper`` (a sweep grid spec, or for the toy the options of
+``samlens toy``), what it needs on disk and how ``--quick`` shrinks it. The grids themselves
+hold the hyperparameters and say why; this table only holds what the grid format cannot.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samlens.errors import ConfigError
+
+#: Environment variable that points at a ``configs/paper`` folder outside a source checkout.
+CONFIG_ENV = "SAMLENS_PAPER_CONFIGS"
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """One named reproduction.
+
+    ``data_files`` (real datasets only) says what ``--data-dir`` must hold. ``quick_base`` are
+    dotted overrides applied to every point under ``--quick``; ``quick_grid`` replaces the
+    values of grid keys (in every sub-grid that has the key).
+    """
+
+    name: str
+    file: str
+    claim: str
+    kind: str = "sweep"  # "sweep" (a grid spec) or "toy" (options of `samlens toy`)
+    data_files: str | None = None
+    quick_base: dict[str, Any] = field(default_factory=dict)
+    quick_grid: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def needs_data(self) -> bool:
+        return self.data_files is not None
+
+
+_QUICK_SEEDS = {"train.seed": [0, 1]}
+_QUICK_RHO = {"optim.rho": [0.05]}
+_QUICK_TRAIN = {"train.epochs": 1, "probe.every": 0}
+_QUICK_IMAGES = {"data.options.train_per_class": 200, "data.options.eval_per_class": 100}
+
+_DOMAINBED_FILES = (
+    "{dir}/{name}/<domain>/<class>/<image> for the domains {domains} (DomainBed layout)"
+)
+
+
+def _domainbed(name: str, domains: str) -> Reproduction:
+    return Reproduction(
+        name=f"domainbed_{name.lower()}",
+        file=f"domainbed_{name.lower()}.yaml",
+        claim="SAM improves held-out-domain accuracy and transfer-probe accuracy (DomainBed)",
+        data_files=_DOMAINBED_FILES.format(dir="DIR", name=name, domains=domains),
+        quick_base={"train.steps": 5, "data.options.image_size": 64, "data.batch_size": 8},
+        quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+    )
+
+
+REPRODUCTIONS: dict[str, Reproduction] = {
+    r.name: r
+    for r in [
+        Reproduction(
+            name="toy",
+            file="toy.yaml",
+            kind="toy",
+            claim="importance weighting and learning-rate scaling each move the hard/easy ratio (toy)",
+            quick_base={"steps": 100, "seeds": 2, "eval_every": 50},
+        ),
+        Reproduction(
+            name="cifar_mnist",
+            file="cifar_mnist.yaml",
+            claim="SAM raises the probe accuracy of the hard feature (CIFAR) on CIFAR-MNIST",
+            data_files="DIR/cifar-10-batches-py/ (CIFAR-10 python batches) and the MNIST IDX files "
+            "(in DIR, DIR/raw or DIR/MNIST/raw)",
+            quick_base={"train.epochs": 1, "train.steps": 5},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+        ),
+        Reproduction(
+            name="waterbirds",
+            file="waterbirds.yaml",
+            claim="SAM raises the probe accuracy of the hard feature (bird) and DFR worst-group accuracy",
+            data_files="DIR/metadata.csv and the 200 species folders of waterbird_complete95_forest2water2",
+            quick_base={"train.steps": 5, "data.options.image_size": 64, "data.batch_size": 8},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+        ),
+        Reproduction(
+            name="celeba",
+            file="celeba.yaml",
+            claim="SAM lowers the probe error of both features (blond, male) on CelebA",
+            data_files="DIR/img_align_celeba/, DIR/list_attr_celeba.txt and DIR/list_eval_partition.txt "
+            "(or the Kaggle .csv files)",
+            quick_base={"train.steps": 5, "data.options.image_size": 64, "data.batch_size": 8},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+        ),
+        _domainbed("PACS", "art_painting, cartoon, photo, sketch"),
+        _domainbed("VLCS", "Caltech101, LabelMe, SUN09, VOC2007"),
+        _domainbed("OfficeHome", "Art, Clipart, Product, Real World"),
+        _domainbed("TerraIncognita", "location_100, location_38, location_43, location_46"),
+        _domainbed("DomainNet", "clipart, infograph, painting, quickdraw, real, sketch"),
+        Reproduction(
+            name="mnist_fashion_dominoes",
+            file="mnist_fashion_dominoes.yaml",
+            claim="stand-in for CIFAR-MNIST: SAM raises the probe accuracy of the hard feature (Fashion)",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+        ),
+        Reproduction(
+            name="textured_objects",
+            file="textured_objects.yaml",
+            claim="stand-in for Waterbirds: SAM raises the probe accuracy of the hard feature (object)",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+        ),
+        Reproduction(
+            name="mnist5k_dominoes",
+            file="mnist5k_dominoes.yaml",
+            claim="pip-only demo: SAM raises the probe accuracy of the hard feature (MNIST digit)",
+            quick_base=dict(_QUICK_TRAIN),
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+        ),
+        Reproduction(
+            name="mechanism",
+            file="mechanism.yaml",
+            claim="LSAM's importance weights are more even (lower Gini) at the phantom parameters; "
+            "IW-only and LR-only each move the hard feature",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_grid=dict(_QUICK_SEEDS),
+        ),
+    ]
+}
+
+
+def get_reproduction(name: str) -> Reproduction:
+    """The reproduction called ``name``; an unknown name lists the valid ones."""
+    if name not in REPRODUCTIONS:
+        raise ConfigError(f"unknown reproduction {name!r}; valid choices: {', '.join(REPRODUCTIONS)}")
+    return REPRODUCTIONS[name]
+
+
+def config_dir() -> Path:
+    """``configs/paper`` of the source checkout (or ``$SAMLENS_PAPER_CONFIGS``)."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[4] / "configs" / "paper"
+
+
+def config_path(reproduction: Reproduction) -> Path:
+    path = config_dir() / reproduction.file
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} not found; run from a source checkout or set {CONFIG_ENV} to its configs/paper folder"
+        )
+    return path

@@ -1,0 +1,147 @@
+"""Run a named reproduction: expand its grid, launch the points, write the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samlens.errors import ConfigError
+from samlens.train.reproduce.catalog import Reproduction, config_path, get_reproduction
+from samlens.train.sweep import GridSpec, SweepPoint, expand, load_grid_spec, sweep_status, write_manifest
+
+
+def default_out(name: str, quick: bool) -> Path:
+    """``runs/reproduce/<name>`` (``<name>_quick`` under ``--quick``, so the two never mix)."""
+    return Path("runs") / "reproduce" / (f"{name}_quick" if quick else name)
+
+
+def quick_spec(spec: GridSpec, reproduction: Reproduction) -> GridSpec:
+    """The reduced grid: quick overrides on every point, quick values for the listed grid keys."""
+    grids = [{k: list(reproduction.quick_grid.get(k, v)) for k, v in g.items()} for g in spec.grids]
+    base = {**spec.base_overrides, **reproduction.quick_base}
+    return dataclasses.replace(spec, grids=grids, base_overrides=base)
+
+
+def check_data_dir(reproduction: Reproduction, data_dir: str | None) -> Path | None:
+    """A real dataset needs ``--data-dir``; say which files it must hold when it is missing."""
+    if not reproduction.needs_data:
+        if data_dir is not None:
+            raise ConfigError(f"{reproduction.name} uses offline data only; do not pass --data-dir")
+        return None
+    expected = reproduction.data_files.replace("DIR", data_dir or "DIR")  # type: ignore[union-attr]
+    if data_dir is None:
+        raise ConfigError(f"{reproduction.name} needs --data-dir DIR holding {expected}")
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"--data-dir {data_dir!r} is not a directory; {reproduction.name} expects {expected}")
+    return path
+
+
+def load_spec(reproduction: Reproduction, data_dir: Path | None, quick: bool) -> GridSpec:
+    """The reproduction's grid spec, with the data directory and ``--quick`` applied."""
+    spec = load_grid_spec(config_path(reproduction))
+    if data_dir is not None:
+        spec = dataclasses.replace(spec, base_overrides={**spec.base_overrides, "data.root": str(data_dir)})
+    return quick_spec(spec, reproduction) if quick else spec
+
+
+def plan(
+    name: str, data_dir: str | None = None, out: str | Path | None = None, quick: bool = False
+) -> tuple[Reproduction, GridSpec, list[SweepPoint]]:
+    """Validate everything (name, data directory, grid) and expand the points; writes nothing."""
+    reproduction = get_reproduction(name)
+    root = check_data_dir(reproduction, data_dir)
+    if reproduction.kind != "sweep":
+        raise ConfigError(f"{name} is not a sweep; use run_toy")
+    spec = load_spec(reproduction, root, quick)
+    out_dir = Path(out) if out is not None else default_out(name, quick)
+    return reproduction, spec, expand(spec, out_dir)
+
+
+def reproduce(
+    name: str,
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    quick: bool = False,
+    launcher: str = "local",
+    workers: int = 1,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run reproduction ``name`` and write its report; returns the report.md path.
+
+    Finished points are skipped (run directories are idempotent), so rerunning after an
+    interruption only runs what is left. Failed points are reported and left out of the tables.
+    """
+    reproduction = get_reproduction(name)
+    if reproduction.kind == "toy":
+        return run_toy(reproduction, data_dir, out, quick, log)
+    from samlens.report import write_report
+    from samlens.train import launchers
+
+    _, spec, points = plan(name, data_dir, out, quick)
+    out_dir = points[0].run_dir.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(points, spec, out_dir)
+    todo = [s.point for s in sweep_status(points) if s.state in ("pending", "running")]
+    log(f"reproduce {name}{' (quick)' if quick else ''}: {len(points)} runs, {len(todo)} to run in {out_dir}")
+    start = time.time()
+    tasks = [launchers.Task(p.config_dict(), str(p.run_dir), spec.imports) for p in todo]
+    for outcome in launchers.launch(launcher, tasks, workers=workers):
+        if outcome.state != "done":
+            log(f"  {Path(outcome.run_dir).name}: {outcome.state} {outcome.message}".rstrip())
+    if name == "mechanism":
+        from samlens.train.reproduce.importance import record_importance
+
+        record_importance([p.run_dir for p in points])
+    report = write_report(out_dir)
+    log(f"{name}: {len(todo)} runs in {time.time() - start:.0f} s; wrote {report}")
+    return report
+
+
+def toy_argv(options: dict[str, Any], out: Path) -> list[str]:
+    """``samlens toy`` arguments from a mapping of its option names (underscores or dashes)."""
+    argv = ["toy", "--out", str(out)]
+    for key, value in options.items():
+        flag = "--" + str(key).replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, ",".join(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def load_toy_options(reproduction: Reproduction, quick: bool) -> dict[str, Any]:
+    path = config_path(reproduction)
+    data = yaml.safe_load(path.read_text()) or {}
+    options = data.get("toy") if isinstance(data, dict) else None
+    if not isinstance(options, dict):
+        raise ConfigError(f"{path}: expected a 'toy' mapping of `samlens toy` options")
+    return {**options, **reproduction.quick_base} if quick else dict(options)
+
+
+def run_toy(
+    reproduction: Reproduction,
+    data_dir: str | None,
+    out: str | Path | None,
+    quick: bool,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The toy study runs through ``samlens toy`` (it is not a sweep of image runs)."""
+    from samlens.cli.main import main
+
+    check_data_dir(reproduction, data_dir)
+    out_dir = Path(out) if out is not None else default_out(reproduction.name, quick)
+    argv = toy_argv(load_toy_options(reproduction, quick), out_dir)
+    start = time.time()
+    code = main(argv)
+    if code != 0:
+        raise RuntimeError(f"samlens {' '.join(argv)} exited with {code}")
+    log(f"toy: {time.time() - start:.0f} s; wrote {out_dir}/summary.txt")
+    return out_dir / "summary.txt"
