@@ -1,0 +1,78 @@
+"""Probe engines side by side: scikit-learn reference vs batched torch, same data, one run.
+
+Workloads (2,048-d features × 5,000 examples by default):
+  probe  the spec §5 probe of one attribute: 5-fold CV over 6 C values + refits (36 fits)
+  dfr    spec §6 DFR with 5,000 validation examples: 7 tuning fits + 20 balanced fits
+
+Features imitate a ReLU penultimate layer: a 64-d latent (holding the two attributes)
+mapped to 2,048 correlated non-negative units plus noise.
+
+    python benchmarks/probe_engine.py [--n 5000] [--dim 2048] [--repeats 1] [--workloads probe dfr]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from samlens.probe import Features, dfr
+from samlens.probe.fit import cv_logistic_probe
+
+
+def make(n: int, dim: int, seed: int) -> Features:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, n)
+    b = np.where(rng.random(n) < 0.7, a, 1 - a)
+    z = rng.normal(size=(n, 64))
+    z[:, 0] += 1.0 * (2 * a - 1)
+    z[:, 1] += 0.6 * (2 * b - 1)
+    mix = np.random.default_rng(99).normal(size=(64, dim)) / 8.0
+    x = np.maximum(z @ mix + 0.5 * rng.normal(size=(n, dim)), 0.0)
+    return Features(x.astype(np.float32), a, b, 2 * a + b)
+
+
+def run_probe(engine: str, train: Features, test: Features) -> tuple[float, str]:
+    fit = cv_logistic_probe(train.features, train.labels, test.features, engine=engine, seed=0)
+    return float(np.mean(fit.test_pred == test.labels)), f"C={fit.C:g}"
+
+
+def run_dfr(engine: str, train: Features, val: Features, test: Features) -> tuple[float, str]:
+    r = dfr(train, val, test, engine=engine, seed=0)
+    return r["mean_acc"], f"C={r['best_C']:g} wga={r['worst_group_acc']:.4f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--dim", type=int, default=2048)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workloads", nargs="+", default=["probe", "dfr"], choices=["probe", "dfr"])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    train, test = make(args.n, args.dim, 1), make(2000, args.dim, 2)
+    jobs = {
+        "probe": lambda e: run_probe(e, train, test),
+        "dfr": lambda e: run_dfr(e, make(args.n, args.dim, 3), train, test),
+    }
+    print(f"n={args.n} dim={args.dim} threads={args.threads} repeats={args.repeats} (median time)")
+    print(f"{'workload':8} {'engine':8} {'seconds':>9} {'test acc':>9}  detail")
+    for name in args.workloads:
+        times: dict[str, float] = {}
+        for engine in ("sklearn", "torch"):
+            runs = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                acc, detail = jobs[name](engine)
+                runs.append(time.perf_counter() - t0)
+            times[engine] = statistics.median(runs)
+            print(f"{name:8} {engine:8} {times[engine]:9.2f} {acc:9.4f}  {detail}", flush=True)
+        print(f"{name:8} speed-up torch vs sklearn: {times['sklearn'] / times['torch']:.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
