@@ -1,0 +1,253 @@
+"""The toy study (spec §4): SGD, SAM, LSAM, IW-only and LR-only on two redundant features.
+
+Each run trains one toy network with one optimizer and one seed on logistic loss with stochastic
+mini-batches, and records over training the effective coefficients β (|β_hard| / |β_easy|), the
+training loss, and at the end the per-feature probe accuracy and the importance-weight Gini of λ
+(real parameters) and λ̃ (LSAM phantom head). ``rho_mode="relative"`` sets the radius relative to
+the norm of the perturbed parameters (the head for LSAM/IW/LR, all weights for SAM) at every step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor, nn
+
+from samlens.data.toy import EASY, HARD, ToyData
+from samlens.errors import ConfigError
+from samlens.models import get_model
+from samlens.models.toy import effective_coefficients
+from samlens.optim.decomposition import RHO_MODES, Decomposition
+from samlens.optim.sam import SAM
+from samlens.probe.importance import gini, phantom_importance_weights
+
+TOY_OPTIMIZERS = ("sgd", "sam", "lsam", "iw", "lr")
+TOY_MODELS = ("diag_linear", "two_layer_linear", "two_layer_relu")
+LOSS_LEVELS = (0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1)
+
+
+@dataclass
+class ToyConfig:
+    """Everything that defines a toy study; the defaults are the documented setting (docs/toy.md)."""
+
+    model: str = "diag_linear"
+    width: int = 20
+    init_scale: float = 0.1
+    data: ToyData = field(
+        default_factory=lambda: ToyData(sigma_easy=0.5, mu_hard=0.5, sigma_hard=0.5, noise_dims=5)
+    )
+    n_train: int = 256
+    batch_size: int = 16
+    steps: int = 600
+    lr: float = 0.2
+    momentum: float = 0.0
+    rho: float = 0.4
+    sam_rho: float | None = 0.1
+    rho_mode: str = "absolute"
+    eval_every: int = 50
+    n_probe: int = 1000
+    optimizers: tuple[str, ...] = TOY_OPTIMIZERS
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+    def __post_init__(self) -> None:
+        if self.model not in TOY_MODELS:
+            raise ConfigError(f"unknown toy model {self.model!r}; valid choices: {', '.join(TOY_MODELS)}")
+        bad = [o for o in self.optimizers if o not in TOY_OPTIMIZERS]
+        if bad or not self.optimizers:
+            raise ConfigError(
+                f"toy optimizers must be among {', '.join(TOY_OPTIMIZERS)}; got {bad or 'none'}"
+            )
+        if self.rho_mode not in RHO_MODES:
+            raise ConfigError(f"unknown rho_mode {self.rho_mode!r}; valid choices: {', '.join(RHO_MODES)}")
+        for name in ("n_train", "batch_size", "steps", "eval_every", "n_probe"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size > self.n_train:
+            raise ConfigError(f"batch_size {self.batch_size} exceeds n_train {self.n_train}")
+        if self.lr <= 0 or self.rho < 0 or (self.sam_rho is not None and self.sam_rho < 0):
+            raise ConfigError("lr must be > 0 and rho >= 0")
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["optimizers"], d["seeds"] = list(self.optimizers), list(self.seeds)
+        return d
+
+
+def _build_model(cfg: ToyConfig) -> nn.Module:
+    options: dict[str, Any] = {"init_scale": cfg.init_scale}
+    if cfg.model != "diag_linear":
+        options["width"] = cfg.width
+    return get_model(cfg.model, 1, (cfg.data.dim,), **options)
+
+
+class _ToyOptimizer:
+    """Uniform step(closure) over the five optimizers; SAM's radius follows its weights if relative."""
+
+    def __init__(self, name: str, model: nn.Module, cfg: ToyConfig) -> None:
+        base = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+        self.model, self.name, self.cfg = model, name, cfg
+        if name == "sam":
+            self.rho = cfg.rho if cfg.sam_rho is None else cfg.sam_rho
+            self.opt: torch.optim.Optimizer = SAM(base, rho=self.rho, model=model)
+        else:
+            self.opt = Decomposition(model, base, variant=name, rho=cfg.rho, rho_mode=cfg.rho_mode)
+
+    def step(self, closure: Any) -> Tensor:
+        if self.name == "sam" and self.cfg.rho_mode == "relative":
+            with torch.no_grad():
+                size = torch.sqrt(sum((p * p).sum() for p in self.model.parameters()))
+            for group in self.opt.param_groups:
+                group["rho"] = self.rho * float(size)
+        return self.opt.step(closure)
+
+
+def _logistic(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    return F.binary_cross_entropy_with_logits(model(x)[:, 0], y.float())
+
+
+def _probe_accuracy(model: nn.Module, train: dict[str, Tensor], test: dict[str, Tensor]) -> dict[str, float]:
+    """Balanced per-feature probe: standardized logistic regression on Φ, labels independent."""
+    with torch.no_grad():
+        f_train, f_test = model.features(train["x"]).numpy(), model.features(test["x"]).numpy()
+    scaler = StandardScaler().fit(f_train)
+    f_train, f_test = scaler.transform(f_train), scaler.transform(f_test)
+    out = {}
+    for key in ("easy", "hard"):
+        clf = LogisticRegression(C=1.0, max_iter=500).fit(f_train, train[f"y_{key}"].numpy())
+        out[key] = float(clf.score(f_test, test[f"y_{key}"].numpy()))
+    return out
+
+
+def _ratio(model: nn.Module, x: Tensor) -> tuple[float, float, float]:
+    beta = effective_coefficients(model, x)
+    b_easy, b_hard = abs(float(beta[EASY])), abs(float(beta[HARD]))
+    return b_hard / max(b_easy, 1e-30), b_easy, b_hard
+
+
+def run_one(cfg: ToyConfig, optimizer: str, seed: int) -> dict[str, Any]:
+    """Train one (optimizer, seed) run; returns its record (history, probes, importance weights)."""
+    torch.manual_seed(seed)
+    data = cfg.data.sample(cfg.n_train, seed=1000 + seed)
+    probe_train = cfg.data.sample(cfg.n_probe, seed=2000 + seed, independent=True)
+    probe_test = cfg.data.sample(cfg.n_probe, seed=3000 + seed, independent=True)
+    model = _build_model(cfg)
+    opt = _ToyOptimizer(optimizer, model, cfg)
+    x, y = data["x"], data["y"]
+    g = torch.Generator().manual_seed(seed)
+    history: dict[str, list[float]] = {
+        "step": [],
+        "loss": [],
+        "acc": [],
+        "ratio": [],
+        "beta_easy": [],
+        "beta_hard": [],
+    }
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            logits = model(x)[:, 0]
+            loss = F.binary_cross_entropy_with_logits(logits, y.float())
+            acc = ((logits > 0).long() == y).float().mean()
+        ratio, b_e, b_h = _ratio(model, x)
+        for key, value in zip(history, (step, float(loss), float(acc), ratio, b_e, b_h)):
+            history[key].append(value)
+
+    record(0)
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(0, cfg.n_train, (cfg.batch_size,), generator=g)
+        xb, yb = x[idx], y[idx]
+
+        def closure(xb: Tensor = xb, yb: Tensor = yb) -> Tensor:
+            opt.opt.zero_grad(set_to_none=True)
+            loss = _logistic(model, xb, yb)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record(step)
+    if not math.isfinite(history["loss"][-1]):
+        raise ConfigError(f"toy run {optimizer}/seed {seed} diverged; lower lr or rho")
+    lam, lam_t = phantom_importance_weights(model, x, y, cfg.rho, cfg.rho_mode)
+    return {
+        "optimizer": optimizer,
+        "seed": seed,
+        "history": history,
+        "final": {
+            "loss": history["loss"][-1],
+            "acc": history["acc"][-1],
+            "ratio": history["ratio"][-1],
+            "gini_lambda": gini(lam.numpy()),
+            "gini_lambda_phantom": gini(lam_t.numpy()),
+            "probe": _probe_accuracy(model, probe_train, probe_test),
+            "ratio_at_loss": ratio_at_loss(history),
+        },
+        "lambda": lam.tolist(),
+        "lambda_phantom": lam_t.tolist(),
+    }
+
+
+def ratio_at_loss(
+    history: dict[str, list[float]], levels: tuple[float, ...] = LOSS_LEVELS
+) -> dict[str, float]:
+    """|β_hard|/|β_easy| when the training loss first reaches each level (linear in log loss)."""
+    loss, ratio = np.asarray(history["loss"]), np.asarray(history["ratio"])
+    out = {}
+    for level in levels:
+        hit = np.flatnonzero(loss <= level)
+        if hit.size == 0:
+            continue
+        k = int(hit[0])
+        if k == 0:
+            out[str(level)] = float(ratio[0])
+            continue
+        l0, l1 = math.log(loss[k - 1]), math.log(loss[k])
+        t = 0.0 if l0 == l1 else (l0 - math.log(level)) / (l0 - l1)
+        out[str(level)] = float(ratio[k - 1] + t * (ratio[k] - ratio[k - 1]))
+    return out
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (std with ddof=1 over √n; 0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else 0.0
+    return float(arr.mean()), se
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per optimizer: mean ± SE over seeds of the final measures."""
+    rows = []
+    for name in dict.fromkeys(r["optimizer"] for r in records):
+        runs = [r["final"] for r in records if r["optimizer"] == name]
+        row: dict[str, Any] = {"optimizer": name, "n": len(runs)}
+        for key in ("ratio", "loss", "acc", "gini_lambda", "gini_lambda_phantom"):
+            row[key] = mean_se([r[key] for r in runs])
+        for key in ("easy", "hard"):
+            row[f"probe_{key}"] = mean_se([r["probe"][key] for r in runs])
+        common = set.intersection(*(set(r["ratio_at_loss"]) for r in runs))
+        if common:
+            level = min(common, key=float)
+            row["matched_loss"] = float(level)
+            row["ratio_at_matched_loss"] = mean_se([r["ratio_at_loss"][level] for r in runs])
+        rows.append(row)
+    return rows
+
+
+def run_study(cfg: ToyConfig, progress: Any = None) -> list[dict[str, Any]]:
+    """All (optimizer, seed) runs of ``cfg``, in a fixed order."""
+    records = []
+    for seed in cfg.seeds:
+        for name in cfg.optimizers:
+            records.append(run_one(cfg, name, seed))
+            if progress is not None:
+                progress(records[-1])
+    return records
