@@ -57,13 +57,13 @@ def run_probe(
 
     if method == "balanced":
         train_split, test_split = probe_splits(dataset)
-        result = fn(feats(train_split), feats(test_split), engine=engine)
-    elif method == "dfr":
+        return scalar_metrics(fn(feats(train_split), feats(test_split), engine=engine))
+    if method == "dfr":
+        # DFR's group metrics share names with the model's own; the prefix keeps them apart.
         result = fn(feats("train"), feats("val"), feats("test"), engine=engine)
-    else:
-        train_split, test_split = probe_splits(dataset)
-        result = fn(feats(train_split), feats(test_split), engine=engine)
-    return scalar_metrics(result)
+        return {f"dfr_{k}": v for k, v in scalar_metrics(result).items()}
+    result = fn(feats("test"), engine=engine)
+    return {f"transfer_{k}": v for k, v in scalar_metrics(result).items()}
 
 
 def make_prober(cfg: ExperimentConfig, dataset: Any, device: torch.device) -> Prober | None:
