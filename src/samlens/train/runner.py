@@ -44,6 +44,18 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
+def probe_record(cfg: ExperimentConfig, step: int, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A ``results.jsonl`` record for a probe made after training (``samlens probe``)."""
+    return {
+        "event": "probe",
+        "step": step,
+        "epoch": epoch,
+        "time": _now(),
+        "metrics": metrics,
+        "config": flatten_config(cfg),
+    }
+
+
 # ---------------------------------------------------------------------------------------
 # directory preparation
 

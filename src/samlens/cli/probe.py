@@ -1,0 +1,47 @@
+"""``samlens probe RUN_DIR --method balanced|dfr|transfer``: probe a trained run's features.
+
+The run's checkpoint is loaded, its frozen features are probed with ``samlens.probe``,
+a ``probe`` event is appended to ``results.jsonl`` and the numbers are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+COMMAND = "probe"
+HELP = "Probe the frozen features of a trained run (balanced per-feature probe, DFR or transfer)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from samlens.train.config import PROBE_METHODS
+
+    parser.add_argument("run_dir", help="a run directory written by samlens run")
+    parser.add_argument(
+        "--method", choices=PROBE_METHODS, default="balanced", help="probe (default: balanced)"
+    )
+    parser.add_argument("--engine", choices=("torch", "sklearn"), default=None, help="default: the run's")
+
+
+def format_table(metrics: dict[str, float]) -> str:
+    width = max((len(k) for k in metrics), default=6)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    lines += [f"{key:<{width}}  {value:.4f}" for key, value in metrics.items()]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samlens.train.probing import run_probe
+    from samlens.train.rundir import append_result, load_checkpoint, load_run
+    from samlens.train.runner import probe_record
+
+    run_dir = Path(args.run_dir)
+    cfg, model, dataset = load_run(run_dir)
+    engine = args.engine or cfg.probe.engine
+    metrics = run_probe(args.method, model, dataset, engine=engine)
+    ckpt = load_checkpoint(run_dir) or {}
+    record = probe_record(cfg, ckpt.get("step", 0), ckpt.get("epoch", 0), metrics)
+    record["method"] = args.method
+    append_result(run_dir, record)
+    print(format_table(metrics))
+    return 0
