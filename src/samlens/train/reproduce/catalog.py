@@ -45,9 +45,7 @@ _QUICK_RHO = {"optim.rho": [0.05]}
 _QUICK_TRAIN = {"train.epochs": 1, "probe.every": 0}
 _QUICK_IMAGES = {"data.options.train_per_class": 200, "data.options.eval_per_class": 100}
 
-_DOMAINBED_FILES = (
-    "{dir}/{name}/<domain>/<class>/<image> for the domains {domains} (DomainBed layout)"
-)
+_DOMAINBED_FILES = "{dir}/{name}/<domain>/<class>/<image> for the domains {domains} (DomainBed layout)"
 
 
 def _domainbed(name: str, domains: str) -> Reproduction:

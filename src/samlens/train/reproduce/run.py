@@ -38,7 +38,9 @@ def check_data_dir(reproduction: Reproduction, data_dir: str | None) -> Path | N
         raise ConfigError(f"{reproduction.name} needs --data-dir DIR holding {expected}")
     path = Path(data_dir).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"--data-dir {data_dir!r} is not a directory; {reproduction.name} expects {expected}")
+        raise ConfigError(
+            f"--data-dir {data_dir!r} is not a directory; {reproduction.name} expects {expected}"
+        )
     return path
 
 
