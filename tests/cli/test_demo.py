@@ -31,3 +31,21 @@ def test_demo_end_to_end(tmp_path, capsys):
         final = [e for e in read_results(run_dir) if e["event"] == "final"][-1]["metrics"]
         assert 0.5 <= final["probe_acc_label"] <= 1 and 0.5 <= final["probe_acc_other"] <= 1
     assert any(out.rglob("report.md"))
+
+
+@pytest.mark.slow
+def test_sam_vs_sgd_example_runs_under_a_minute():
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "sam_vs_sgd.py"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:]}
+    assert set(rows) == {"sgd", "sam"}
+    assert all(float(r[1]) > 0.9 for r in rows.values())  # real digits are learned by both
+    assert elapsed < 60
