@@ -12,7 +12,7 @@ from samlens.probe.linear import encode_classes
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_balanced_probe_engines_agree_within_half_a_point(seed):
-    train = make_features(700, dim=12, mu_a=0.8, mu_b=0.4, seed=10 + seed)
+    train = make_features(500, dim=12, mu_a=0.8, mu_b=0.4, seed=10 + seed)
     test = make_features(1500, dim=12, mu_a=0.8, mu_b=0.4, seed=20 + seed)
     ref = balanced_probe(train, test, engine="sklearn", seed=seed)
     fast = balanced_probe(train, test, engine="torch", seed=seed)
