@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown launcher {args.launcher!r}; valid choices: {names}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    reproduce(
+    result = reproduce(
         args.name,
         data_dir=args.data_dir,
         out=args.out,
@@ -54,4 +54,5 @@ def run(args: argparse.Namespace) -> int:
         launcher=args.launcher,
         workers=args.workers,
     )
-    return 0
+    # Like `samlens sweep launch`: a non-zero status when any run did not finish.
+    return 0 if result.report is not None and result.unfinished == 0 else 1

@@ -111,7 +111,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             name="textured_objects",
             file="textured_objects.yaml",
             claim="stand-in for Waterbirds: SAM raises the probe accuracy of the hard feature (object)",
-            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES, "data.options.image_size": 32},
             quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
         ),
         Reproduction(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,14 @@ import yaml
 from samlens.errors import ConfigError
 from samlens.train.reproduce.catalog import Reproduction, config_path, get_reproduction
 from samlens.train.sweep import GridSpec, SweepPoint, expand, load_grid_spec, sweep_status, write_manifest
+
+
+@dataclass(frozen=True)
+class Result:
+    """Where the report went (None if nothing finished) and how many points did not finish."""
+
+    report: Path | None
+    unfinished: int
 
 
 def default_out(name: str, quick: bool) -> Path:
@@ -73,11 +82,12 @@ def reproduce(
     launcher: str = "local",
     workers: int = 1,
     log: Callable[[str], None] = print,
-) -> Path:
-    """Run reproduction ``name`` and write its report; returns the report.md path.
+) -> Result:
+    """Run reproduction ``name`` and write its report.
 
     Finished points are skipped (run directories are idempotent), so rerunning after an
-    interruption only runs what is left. Failed points are reported and left out of the tables.
+    interruption only runs what is left. Failed points are reported and left out of the tables;
+    when no point finished there is no report.
     """
     reproduction = get_reproduction(name)
     if reproduction.kind == "toy":
@@ -96,13 +106,18 @@ def reproduce(
     for outcome in launchers.launch(launcher, tasks, workers=workers):
         if outcome.state != "done":
             log(f"  {Path(outcome.run_dir).name}: {outcome.state} {outcome.message}".rstrip())
+    states = [s.state for s in sweep_status(points)]
+    unfinished = sum(state != "done" for state in states)
+    if unfinished == len(points):
+        log(f"{name}: no run finished; see train.log in the run directories under {out_dir}")
+        return Result(None, unfinished)
     if name == "mechanism":
         from samlens.train.reproduce.importance import record_importance
 
         record_importance([p.run_dir for p in points])
     report = write_report(out_dir)
-    log(f"{name}: {len(todo)} runs in {time.time() - start:.0f} s; wrote {report}")
-    return report
+    log(f"{name}: {len(todo)} runs in {time.time() - start:.0f} s; {unfinished} not done; wrote {report}")
+    return Result(report, unfinished)
 
 
 def toy_argv(options: dict[str, Any], out: Path) -> list[str]:
@@ -134,7 +149,7 @@ def run_toy(
     out: str | Path | None,
     quick: bool,
     log: Callable[[str], None] = print,
-) -> Path:
+) -> Result:
     """The toy study runs through ``samlens toy`` (it is not a sweep of image runs)."""
     from samlens.cli.main import main
 
@@ -146,4 +161,4 @@ def run_toy(
     if code != 0:
         raise RuntimeError(f"samlens {' '.join(argv)} exited with {code}")
     log(f"toy: {time.time() - start:.0f} s; wrote {out_dir}/summary.txt")
-    return out_dir / "summary.txt"
+    return Result(out_dir / "summary.txt", 0)
