@@ -133,3 +133,14 @@ def test_step_budget_and_schedules(tmp_path):
     ckpt = load_checkpoint(run_dir)
     # step schedule after 5 of 5 steps: lr / 100
     assert ckpt["scheduler"]["_last_lr"][0] == pytest.approx(0.1 * 0.01)
+
+
+def test_bf16_and_channels_last_run(tmp_path):
+    cfg = tiny_cfg(**{"train.bf16": True, "train.channels_last": True, "train.epochs": 1})
+    run_dir = run_experiment(cfg, tmp_path / "bf16", quiet=True)
+    final = read_results(run_dir)[-1]
+    assert final["event"] == "final" and 0 < final["metrics"]["train_loss"] < 10
+    # weights stay float32 under autocast
+    assert all(
+        v.dtype == torch.float32 for v in load_checkpoint(run_dir)["model"].values() if v.is_floating_point()
+    )
