@@ -189,7 +189,7 @@ class _Run:
         build.check_names(cfg)
         if cfg.train.tensorboard:
             try:
-                import torch.utils.tensorboard  # noqa: F401
+                from torch.utils import tensorboard  # noqa: F401
             except ImportError:
                 raise ConfigError(
                     "train.tensorboard needs the tensorboard package (pip install samlens[tensorboard])"
