@@ -144,3 +144,19 @@ def test_bf16_and_channels_last_run(tmp_path):
     assert all(
         v.dtype == torch.float32 for v in load_checkpoint(run_dir)["model"].values() if v.is_floating_point()
     )
+
+
+def test_resume_is_bit_identical_with_sam(tmp_path):
+    # SAM's checkpoint must carry the base optimizer's momentum and SAM's counters.
+    cfg = tiny_cfg(**{"optim.name": "sam", "optim.rho": 0.1, "optim.options": {"interval": 2}})
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, resumed, step_hook=_interrupt_at(5), quiet=True)
+    run_experiment(cfg, resumed, quiet=True)
+    a, b = load_checkpoint(ref), load_checkpoint(resumed)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["optimizer"]["sam"]["step_count"] == b["optimizer"]["sam"]["step_count"] > 5
+    strip = lambda events: [(e["event"], e["step"], e["metrics"]) for e in events]  # noqa: E731
+    assert strip(read_results(ref)) == strip(read_results(resumed))
