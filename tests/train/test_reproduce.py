@@ -112,27 +112,22 @@ def test_toy_argv_translates_options():
     assert options["seeds"] >= 5
 
 
-def test_frozen_bn_resnet50_loads_local_weights_and_keeps_batchnorm_fixed(tmp_path):
-    from torchvision.models import resnet50 as tv_resnet50
-
+def test_frozen_bn_resnet50_keeps_batchnorm_fixed_in_training_mode():
     from samlens.models import get_model
     from samlens.train.reproduce import models  # noqa: F401  (registers resnet50_frozen_bn)
 
     torch.manual_seed(0)
-    reference = tv_resnet50(weights=None)
-    weights = tmp_path / "resnet50.pth"
-    torch.save(reference.state_dict(), weights)
-    model = get_model("resnet50_frozen_bn", 3, (3, 32, 32), pretrained=str(weights))
+    model = get_model("resnet50_frozen_bn", 3, (3, 32, 32))
     model.train()
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert norms and all(not m.training for m in norms)
+    assert len(norms) == 53 and all(not m.training for m in norms)
     assert all(not p.requires_grad for m in norms for p in m.parameters())
+    assert model.head.weight.requires_grad and model.trunk.conv1.weight.requires_grad
     before = [m.running_mean.clone() for m in norms]
-    model(torch.randn(4, 3, 32, 32)).sum().backward()  # a training-mode pass leaves the statistics alone
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))  # a training-mode pass leaves the statistics alone
+    assert out.shape == (2, 3)
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
-    # Same weights as the state dict it was given.
-    torch.testing.assert_close(model.trunk.conv1.weight, reference.conv1.weight)
-    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
 def test_record_importance_matches_a_direct_computation(tmp_path):
