@@ -22,7 +22,6 @@ loss and any other loss of the logits.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 
 from samlens.errors import ConfigError
 from samlens.optim.registry import OPTIMIZERS, build_base
+from samlens.optim.wrapper import WrappedOptimizer
 
 VARIANTS = ("sgd", "iw", "lr", "lsam")
 RHO_MODES = ("absolute", "relative")
@@ -69,7 +69,7 @@ def _running_buffers(model: nn.Module) -> list[Tensor]:
     ]
 
 
-class Decomposition(torch.optim.Optimizer):
+class Decomposition(WrappedOptimizer):
     """SGD / IW-only / LR-only / LSAM around any base optimizer; stepped with ``step(closure)``.
 
     Args:
@@ -102,43 +102,13 @@ class Decomposition(torch.optim.Optimizer):
         if not isinstance(head, nn.Linear):
             raise ConfigError(f"{type(model).__name__} has no linear `head`; the decomposition needs one")
         # Share the base optimizer's param_groups/state so schedulers and checkpoints see one optimizer.
-        self.base_optimizer = base_optimizer
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
-        self._patch_step_function()
-        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        super().__init__(base_optimizer)
         self.model = model
         self.head = head
         self.variant = variant
         self.rho = float(rho)
         self.rho_mode = rho_mode
         self.last_phantom: tuple[Tensor, Tensor | None] | None = None
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self.base_optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.base_optimizer.param_groups = value
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.base_optimizer.defaults
-
-    @defaults.setter
-    def defaults(self, value: dict[str, Any]) -> None:
-        self.base_optimizer.defaults = value
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.base_optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.base_optimizer.load_state_dict(state_dict)
 
     @torch.no_grad()
     def phantom_head(self) -> tuple[Tensor, Tensor | None]:

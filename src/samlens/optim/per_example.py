@@ -19,7 +19,6 @@ BatchNorm couples the examples of a batch, so m-SAM is not defined for it: a cle
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch.func import functional_call, vmap
 
 from samlens.errors import ConfigError
 from samlens.optim.registry import OPTIMIZERS, build_base
+from samlens.optim.wrapper import WrappedOptimizer
 
 MODES = ("auto", "ghost", "vmap")
 _NORM_EPS = 1e-12
@@ -45,7 +45,7 @@ def supports_ghost(model: nn.Module) -> bool:
     return True
 
 
-class MicroBatchSAM(torch.optim.Optimizer):
+class MicroBatchSAM(WrappedOptimizer):
     """m-SAM around any base optimizer (``m = 1``: exact per-example 1-SAM).
 
     Args:
@@ -80,38 +80,8 @@ class MicroBatchSAM(torch.optim.Optimizer):
             mode = "ghost" if supports_ghost(model) else "vmap"
         elif mode == "ghost" and not supports_ghost(model):
             raise ConfigError("mode='ghost' needs every trainable parameter in an nn.Linear; use mode='vmap'")
-        self.base_optimizer = base_optimizer
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
-        self._patch_step_function()
-        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        super().__init__(base_optimizer)
         self.model, self.m, self.rho, self.mode = model, m, float(rho), mode
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self.base_optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.base_optimizer.param_groups = value
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.base_optimizer.defaults
-
-    @defaults.setter
-    def defaults(self, value: dict[str, Any]) -> None:
-        self.base_optimizer.defaults = value
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.base_optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.base_optimizer.load_state_dict(state_dict)
 
     def _groups(self, n: int) -> int:
         if n % self.m:

@@ -5,7 +5,8 @@ the update gradient is ∇L(θ̃); θ is restored exactly; the base optimizer st
 
 Design choices (each guards against a failure seen in other implementations):
 
-* ``param_groups`` *is* the base optimizer's list, so LR schedulers work on either object.
+* ``param_groups`` *is* the base optimizer's list (``WrappedOptimizer``), so LR schedulers work on
+  either object.
 * ``state_dict()`` holds the base optimizer's state (momentum, Adam moments) plus SAM's counters,
   so a resumed run continues bit-identically.
 * θ is saved before the ascent and restored with ``copy_`` — never by subtraction (which random-walks
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers
 from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, is_weight_tensor, scaling
 from samlens.optim.rng import RNGState
+from samlens.optim.wrapper import WrappedOptimizer
 
 Closure = Callable[[], Tensor]
 ParamSelector = Iterable[Tensor] | Callable[[str, nn.Module], bool]
@@ -39,7 +40,7 @@ ACCUMULATION_MODES = ("per_micro_batch", "global")
 _NORM_EPS = 1e-12
 
 
-class SAM(torch.optim.Optimizer):
+class SAM(WrappedOptimizer):
     """SAM around ``base_optimizer``.
 
     Args:
@@ -80,12 +81,7 @@ class SAM(torch.optim.Optimizer):
         grad_scaler: torch.amp.GradScaler | None = None,
         nonfinite: str = "skip",
     ) -> None:
-        if not isinstance(base_optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"SAM wraps a torch.optim.Optimizer instance, got {type(base_optimizer).__name__}"
-            )
-        if isinstance(base_optimizer, SAM):
-            raise TypeError("SAM cannot wrap another SAM optimizer")
+        super().__init__(base_optimizer)  # type checks; shares param_groups
         if not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
             raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
         if geometry not in GEOMETRIES:
@@ -103,19 +99,6 @@ class SAM(torch.optim.Optimizer):
             )
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-
-        # torch.optim.Optimizer.__init__ would build a second param_groups list; we share the base's
-        # (see the param_groups property) and only set up what the Optimizer machinery expects.
-        self.base_optimizer = base_optimizer
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
-        self._patch_step_function()
-        self._warned_capturable_if_run_uncaptured = True
-        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
 
         for group in self.param_groups:
             group.setdefault("rho", float(rho))
@@ -145,22 +128,6 @@ class SAM(torch.optim.Optimizer):
         self.examples_per_perturbation: int | None = None
 
     # ------------------------------------------------------------------ shared optimizer state
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self.base_optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.base_optimizer.param_groups = value
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.base_optimizer.defaults
-
-    @defaults.setter
-    def defaults(self, value: dict[str, Any]) -> None:
-        self.base_optimizer.defaults = value
-
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         rho = param_group.pop("rho", self.param_groups[0]["rho"] if self.param_groups else 0.05)
         self.base_optimizer.add_param_group(param_group)

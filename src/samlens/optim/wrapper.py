@@ -1,0 +1,58 @@
+"""The base of every samlens optimizer that wraps a descent optimizer.
+
+``torch.optim.Optimizer.__init__`` would build a second ``param_groups`` list; a wrapper instead
+*shares* the base optimizer's list, so an LR scheduler attached to either object changes the one
+learning rate that is used, and ``state_dict`` carries the base optimizer's momentum / moments.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class WrappedOptimizer(torch.optim.Optimizer):
+    def __init__(self, base_optimizer: torch.optim.Optimizer) -> None:
+        if not isinstance(base_optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"{type(self).__name__} wraps a torch.optim.Optimizer instance, "
+                f"got {type(base_optimizer).__name__}"
+            )
+        if isinstance(base_optimizer, WrappedOptimizer):
+            raise TypeError(f"{type(self).__name__} cannot wrap another samlens wrapper optimizer")
+        self.base_optimizer = base_optimizer
+        # What torch.optim.Optimizer's machinery (hooks, profiling, schedulers) expects to find.
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._patch_step_function()
+        self._warned_capturable_if_run_uncaptured = True
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.base_optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self.base_optimizer.param_groups = value
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.base_optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        self.base_optimizer.defaults = value
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        self.base_optimizer.load_state_dict(state_dict)
