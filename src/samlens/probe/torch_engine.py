@@ -109,28 +109,30 @@ class _Logistic:
         return f, grad
 
 
-def _lbfgs(fg, theta: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor, tol: float, max_iter: int):
-    """Batched L-BFGS with Armijo backtracking for f_k(θ) + reg_k/2 · ‖mask ⊙ θ‖².
+def _lbfgs(fg, theta: torch.Tensor, pen: torch.Tensor, gscale: torch.Tensor, tol: float, max_iter: int):
+    """Batched L-BFGS with Armijo backtracking for f_k(θ) + ½ Σ_j pen_kj θ_kj².
 
-    A problem stops when its largest gradient entry is below ``tol`` (scikit-learn's
-    lbfgs test) or when a step decreases f by less than the dtype can resolve (scipy's
-    ``ftol`` test; the loss is accumulated in float64, so this only catches true stalls).
+    A problem stops when its largest gradient entry, measured as ``gscale ⊙ ∇`` (the
+    gradient in the caller's unscaled coordinates), is below ``tol`` (scikit-learn's lbfgs
+    test) or when a step decreases f by less than the dtype can resolve (scipy's ``ftol``
+    test; the loss is accumulated in float64, so this only catches true stalls). The
+    variables are expected to be preconditioned (curvature ≲ 1), so the first step is 1.
     """
     ftol = 1e-10
-    K, m = theta.shape[0], 10
+    K, m = theta.shape[0], 20
     S, Y, rho = [], [], []
     gamma = torch.ones(K, dtype=theta.dtype, device=theta.device)
 
     def full(th, idx):
         f, g = fg(th, idx)
-        pen = mask * th
-        return f + 0.5 * reg[idx].double() * (pen * th).sum(1).double(), g + reg[idx, None] * pen
+        p = pen[idx] * th
+        return f + 0.5 * (p * th).sum(1).double(), g + p
 
     all_idx = torch.arange(K, device=theta.device)
     f, g = full(theta, all_idx)
     active = torch.ones(K, dtype=torch.bool, device=theta.device)
-    for it in range(max_iter):
-        active &= g.abs().amax(1) > tol
+    for _ in range(max_iter):
+        active &= (g * gscale).abs().amax(1) > tol
         if not active.any():
             break
         q = g.clone()
@@ -149,8 +151,6 @@ def _lbfgs(fg, theta: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor, tol: 
         d[bad] = -g[bad]
         gd = torch.where(bad, -(g * g).sum(1), gd)
         t = torch.ones(K, dtype=theta.dtype, device=theta.device)
-        if it == 0:
-            t = torch.clamp(1.0 / g.abs().sum(1), max=1.0)
         idx = all_idx[active]
         f_new, g_new = f.clone(), g.clone()
         pending = idx
@@ -189,6 +189,25 @@ def _lbfgs(fg, theta: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor, tol: 
     return theta
 
 
+def _rotation(X: torch.Tensor) -> torch.Tensor:
+    """Orthonormal eigenvectors [D, r] of XᵀX spanning X's row space (float64).
+
+    L2-penalised logistic regression is invariant under an orthogonal change of feature
+    basis (‖Vᵀw‖ = ‖w‖), and in this basis the data part of the Hessian is close to
+    diagonal, which is what the preconditioner in :func:`fit_l2` relies on. Directions
+    outside the row space carry no data and their optimal weight is exactly zero, so
+    they are dropped (n < D problems become n-dimensional).
+    """
+    evals, V = torch.linalg.eigh(X.T @ X)
+    keep = evals > evals[-1].clamp(min=0.0) * 1e-12
+    return V[:, keep]
+
+
+# Upper bound on the per-example curvature of the cross-entropy along one logit
+# (p(1 - p) ≤ 1/4), used to scale the data term of the preconditioner.
+_CURVATURE = 0.25
+
+
 def fit_l2(
     X: np.ndarray,
     y: np.ndarray,
@@ -207,27 +226,46 @@ def fit_l2(
     objective of scikit-learn's lbfgs ``LogisticRegression``. By default small problems
     run in float64 to the reference's tolerance and large ones in float32 (gradient
     tolerance 1e-5, the float32 floor), where the speed matters.
+
+    Features are first rotated into the eigenbasis of XᵀX (one eigendecomposition shared
+    by all K problems; the objective is rotation invariant) and each problem's weights
+    are rescaled by its diagonal curvature bound ¼·diag(Z_kᵀZ_k)/n_k + 1/(C n_k). Raw
+    standardised features are very ill-conditioned (a few directions carry most of the
+    variance), so this cuts L-BFGS iterations by an order of magnitude.
     """
     dev = torch.device(device)
     K, n_cls = len(rows), len(classes)
     n_out = 1 if n_cls == 2 else n_cls
     dtype, tol = _precision(np.size(X) * K * n_out, dtype, tol, 1e-6, 1e-5)
-    Xt = torch.as_tensor(np.asarray(X), dtype=dtype, device=dev)
-    N, D = Xt.shape
-    w = torch.zeros(K, N, dtype=dtype, device=dev)
+    X64 = torch.as_tensor(np.asarray(X), dtype=torch.float64, device=dev)
+    N = X64.shape[0]
+    w = torch.zeros(K, N, dtype=torch.float64, device=dev)
     for k, r in enumerate(rows):
         w[k, torch.as_tensor(r, device=dev)] = 1.0
-    yt = torch.as_tensor(y, device=dev).expand(K, N)
     n_k = w.sum(1)
-    reg = 1.0 / (torch.as_tensor(np.asarray(Cs, dtype=np.float64), dtype=dtype, device=dev) * n_k)
-    mask = torch.zeros(D * n_out + n_out, dtype=dtype, device=dev)
-    mask[: D * n_out] = 1.0
-    loss = _Logistic(_Design(Xt), yt, w, n_out)
-    theta = torch.zeros(K, D * n_out + n_out, dtype=dtype, device=dev)
-    with _threads_for(N * D * K * n_out, dev):
-        theta = _lbfgs(loss, theta, reg, mask, tol, max_iter)
+    reg = 1.0 / (torch.as_tensor(np.asarray(Cs, dtype=np.float64), device=dev) * n_k)
+    with _threads_for(N * X64.shape[1] * K * n_out, dev):
+        V = _rotation(X64)
+        Z64 = X64 @ V
+        R = V.shape[1]
+        # Per-problem diagonal preconditioner in the rotated basis (float64, then cast).
+        p_w = _CURVATURE * (w @ Z64.square()) / n_k[:, None] + reg[:, None]  # [K, R]
+        # The intercept's curvature bound is ¼ and it is not penalised.
+        ones = torch.ones(K, n_out, dtype=torch.float64, device=dev)
+        sc = torch.cat([p_w.rsqrt().repeat_interleave(n_out, 1), ones * _CURVATURE**-0.5], 1)
+        pen = torch.cat([reg[:, None] * sc[:, : R * n_out].square(), ones * 0.0], 1)
+        yt = torch.as_tensor(y, device=dev).expand(K, N)
+        loss = _Logistic(_Design(Z64.to(dtype)), yt, w.to(dtype), n_out)
+        sc, pen = sc.to(dtype), pen.to(dtype)
+
+        def scaled(theta, idx):
+            f, g = loss(theta * sc[idx], idx)
+            return f, g * sc[idx]
+
+        theta = torch.zeros(K, R * n_out + n_out, dtype=dtype, device=dev)
+        theta = _lbfgs(scaled, theta, pen, 1.0 / sc, tol, max_iter) * sc
     W, b = loss.split(theta)
-    coef = W.permute(0, 2, 1).double().cpu().numpy()
+    coef = torch.einsum("dr,kro->kod", V, W.double()).cpu().numpy()
     return LinearModels(coef, b.double().cpu().numpy(), classes)
 
 
