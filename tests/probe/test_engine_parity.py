@@ -81,3 +81,21 @@ def test_unknown_engine_is_a_clear_error():
         get_engine("jax")
     with pytest.raises(ConfigError, match="only the torch engine takes a device"):
         get_engine("sklearn:cuda")
+
+
+@pytest.mark.parametrize("n_cls", [2, 3])
+def test_engines_agree_with_more_features_than_examples(n_cls):
+    # n < D: the torch engine solves in the n-dimensional row space and maps back; the
+    # optimum has no weight outside it, so it must still match the reference in full D.
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, n_cls, 80)
+    X = rng.normal(size=(80, 150)) + 0.3 * rng.normal(size=(1, 150))
+    X[np.arange(80), y] += 2.0
+    classes, y_idx = encode_classes(y, "y")
+    rows = [np.arange(60), np.arange(20, 80), np.arange(80)]
+    Cs = np.array([0.01, 1.0, 100.0])
+    ref = get_engine("sklearn").fit_l2(X, y_idx, classes, rows, Cs, seed=0)
+    fast = get_engine("torch").fit_l2(X, y_idx, classes, rows, Cs, seed=0)
+    scale = np.abs(ref.coef).max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(fast.coef / scale, ref.coef / scale, atol=2e-3)
+    np.testing.assert_allclose(fast.intercept, ref.intercept, atol=2e-2 * float(scale.max()))

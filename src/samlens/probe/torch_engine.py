@@ -190,18 +190,41 @@ def _lbfgs(fg, theta: torch.Tensor, pen: torch.Tensor, gscale: torch.Tensor, tol
 
 
 def _rotation(X: torch.Tensor) -> torch.Tensor:
-    """Orthonormal eigenvectors [D, r] of XᵀX spanning X's row space (float64).
+    """An orthonormal basis V [D, r] (float64) of X's row space that nearly diagonalises XᵀX.
 
     L2-penalised logistic regression is invariant under an orthogonal change of feature
-    basis (‖Vᵀw‖ = ‖w‖), and in this basis the data part of the Hessian is close to
-    diagonal, which is what the preconditioner in :func:`fit_l2` relies on. Directions
-    outside the row space carry no data and their optimal weight is exactly zero, so
-    they are dropped (n < D problems become n-dimensional).
+    basis (‖Vᵀw‖ = ‖w‖), so any orthonormal V gives the same optimum; how well V
+    diagonalises XᵀX only decides how well the diagonal preconditioner in :func:`fit_l2`
+    works. Small Gram matrices get exact eigenvectors, dropping directions outside the
+    row space (they carry no data and their optimal weight is exactly zero, so n < D
+    problems become n-dimensional). Large ones get the leading eigenvectors by randomized
+    subspace iteration, completed to a full basis by a QR factorisation: a full
+    eigendecomposition costs more than the whole fit there, and the ill-conditioning of
+    feature matrices sits in their leading directions.
     """
-    evals, V = torch.linalg.eigh(X.T @ X)
-    keep = evals > evals[-1].clamp(min=0.0) * 1e-12
-    return V[:, keep]
+    n, D = X.shape
+    if min(n, D) <= _EXACT_EIGH:
+        if n < D:
+            evals, U = torch.linalg.eigh((X @ X.T).double())
+            keep = evals > evals[-1].clamp(min=0.0) * 1e-12
+            return (X.T.double() @ U[:, keep]) / evals[keep].sqrt()
+        evals, V = torch.linalg.eigh((X.T @ X).double())
+        keep = evals > evals[-1].clamp(min=0.0) * 1e-12
+        return V[:, keep]
+    G = (X.T @ X).double()
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    Q = torch.randn(D, _TOP, generator=gen, dtype=torch.float64).to(G.device)
+    for _ in range(3):
+        Q = torch.linalg.qr(G @ Q)[0]
+    _, U = torch.linalg.eigh(Q.T @ G @ Q)
+    Q = Q @ U
+    full = torch.linalg.qr(Q, mode="complete")[0]
+    return torch.cat([Q, full[:, _TOP:]], 1)
 
+
+# Exact eigenvectors up to this size; beyond it, this many leading ones.
+_EXACT_EIGH = 768
+_TOP = 256
 
 # Upper bound on the per-example curvature of the cross-entropy along one logit
 # (p(1 - p) ≤ 1/4), used to scale the data term of the preconditioner.
@@ -245,17 +268,18 @@ def fit_l2(
     n_k = w.sum(1)
     reg = 1.0 / (torch.as_tensor(np.asarray(Cs, dtype=np.float64), device=dev) * n_k)
     with _threads_for(N * X64.shape[1] * K * n_out, dev):
-        V = _rotation(X64)
-        Z64 = X64 @ V
+        Xd = X64.to(dtype)
+        V = _rotation(Xd)
+        Z = Xd @ V.to(dtype)
         R = V.shape[1]
-        # Per-problem diagonal preconditioner in the rotated basis (float64, then cast).
-        p_w = _CURVATURE * (w @ Z64.square()) / n_k[:, None] + reg[:, None]  # [K, R]
+        # Per-problem diagonal preconditioner in the rotated basis (float64).
+        p_w = _CURVATURE * (w.to(dtype) @ Z.square()).double() / n_k[:, None] + reg[:, None]  # [K, R]
         # The intercept's curvature bound is ¼ and it is not penalised.
         ones = torch.ones(K, n_out, dtype=torch.float64, device=dev)
         sc = torch.cat([p_w.rsqrt().repeat_interleave(n_out, 1), ones * _CURVATURE**-0.5], 1)
         pen = torch.cat([reg[:, None] * sc[:, : R * n_out].square(), ones * 0.0], 1)
         yt = torch.as_tensor(y, device=dev).expand(K, N)
-        loss = _Logistic(_Design(Z64.to(dtype)), yt, w.to(dtype), n_out)
+        loss = _Logistic(_Design(Z), yt, w.to(dtype), n_out)
         sc, pen = sc.to(dtype), pen.to(dtype)
 
         def scaled(theta, idx):
