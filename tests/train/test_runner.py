@@ -146,6 +146,19 @@ def test_bf16_and_channels_last_run(tmp_path):
     )
 
 
+def test_tensorboard_scalars_match_results(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is part of samlens[all]")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = run_experiment(tiny_cfg(**{"train.tensorboard": True}), tmp_path / "tb", quiet=True)
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    final = read_results(run_dir)[-1]
+    scalars = acc.Scalars("final/test_acc")
+    assert [s.step for s in scalars] == [final["step"]]
+    assert scalars[0].value == pytest.approx(final["metrics"]["test_acc"], rel=1e-6)
+
+
 def test_resume_is_bit_identical_with_sam(tmp_path):
     # SAM's checkpoint must carry the base optimizer's momentum and SAM's counters.
     cfg = tiny_cfg(**{"optim.name": "sam", "optim.rho": 0.1, "optim.options": {"interval": 2}})
