@@ -310,9 +310,12 @@ def test_bf16_perturbation_is_rounded_once_and_restore_is_exact():
 
 
 # 13 -----------------------------------------------------------------------------------------------
-def test_zero_gradient_gives_no_nan():
+# "ignore" takes the sync-free path (scale kept on the device, directions sanitised); "skip" on the
+# CPU reads the norm on the host. Both must agree.
+@pytest.mark.parametrize("nonfinite", ["skip", "ignore"])
+def test_zero_gradient_gives_no_nan(nonfinite):
     p = nn.Parameter(torch.ones(3))
-    opt = SAM(torch.optim.SGD([p], lr=0.1), rho=0.05)
+    opt = SAM(torch.optim.SGD([p], lr=0.1), rho=0.05, nonfinite=nonfinite)
 
     def closure():
         opt.zero_grad()
@@ -339,11 +342,12 @@ def _poisoned_closure(model, opt, x, y, bad_pass):
     return closure
 
 
-def test_nonfinite_clean_gradient_means_no_perturbation():
+@pytest.mark.parametrize("nonfinite", ["skip", "ignore"])
+def test_nonfinite_clean_gradient_means_no_perturbation(nonfinite):
     x, y = batch()
     model = mlp()
     ref = copy.deepcopy(model)
-    opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05)
+    opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05, nonfinite=nonfinite)
     opt.step(_poisoned_closure(model, opt, x, y, bad_pass=1))
     # Pass 2 ran at the clean point, so the step equals plain SGD.
     grads = torch.autograd.grad(F.cross_entropy(ref(x), y), list(ref.parameters()))

@@ -92,10 +92,11 @@ def _reference_run(model, base_ctor, x, y, rho, steps):
     ],
     ids=["sgd_momentum", "adamw"],
 )
-def test_ten_steps_equal_textbook_two_pass_sam(base_ctor):
+@pytest.mark.parametrize("nonfinite", ["skip", "ignore"])  # host-scale and device-scale ascent paths
+def test_ten_steps_equal_textbook_two_pass_sam(base_ctor, nonfinite):
     x, y = batch()
     model, ref = mlp(), mlp()
-    opt = SAM(base_ctor(model.parameters()), rho=0.05, model=model)
+    opt = SAM(base_ctor(model.parameters()), rho=0.05, model=model, nonfinite=nonfinite)
     for _ in range(10):
         opt.step(closure_for(model, opt, x, y))
     expected = _reference_run(ref, base_ctor, x, y, 0.05, 10)

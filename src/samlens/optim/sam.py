@@ -229,13 +229,30 @@ class SAM(WrappedOptimizer):
                 squares.append(tg.pow(2).sum())
                 directions.append(tg.mul_(t))  # T²g
         device = pairs[0][0].device
+        norm = None
         if identity:  # one fused norm over the identity-T tensors, no temporaries
-            squares += [n.to(device) ** 2 for n in torch._foreach_norm(identity)]
-        norm_sq = torch.stack([q.to(device) for q in squares]).sum()
-        norm = norm_sq.sqrt()
-        finite = torch.isfinite(norm)
-        self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
-        inv_norm = torch.where(finite, 1.0 / (norm + _NORM_EPS), torch.zeros_like(norm))
+            per_tensor = torch._foreach_norm(identity)
+            norm = torch.linalg.vector_norm(torch.stack([n.to(device) for n in per_tensor]))
+        if squares:
+            if norm is not None:
+                squares.append(norm.square())
+            norm = torch.stack([q.to(device) for q in squares]).sum().sqrt()
+        # A host read is free on the CPU, where each scalar-tensor op costs as much as a small
+        # kernel: there the scale is a Python float and a non-finite norm skips the ascent outright.
+        # Elsewhere, and whenever the step must stay sync-free (nonfinite="ignore", compiling), the
+        # scale stays on the device and the directions are sanitised instead.
+        sanitise = device.type != "cpu" or self.nonfinite == "ignore" or torch.compiler.is_compiling()
+        host_inv_norm = 0.0
+        if not sanitise:
+            norm_value = norm.item()
+            if not math.isfinite(norm_value):
+                self._ascent_skipped += 1
+                return
+            host_inv_norm = 1.0 / (norm_value + _NORM_EPS)
+        else:
+            finite = torch.isfinite(norm)
+            self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
+            inv_norm = torch.where(finite, 1.0 / (norm + _NORM_EPS), torch.zeros_like(norm))
         scales: dict[float, Tensor] = {}  # one scalar tensor per distinct rho
         olds = []
         for p, _ in pairs:
@@ -251,37 +268,42 @@ class SAM(WrappedOptimizer):
         buckets: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
         for (p, group), d, old in zip(pairs, directions, olds):
             rho = group["rho"]
-            if rho not in scales:
+            if sanitise and rho not in scales:
                 scales[rho] = inv_norm * rho
-            torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)  # only non-finite when scale is 0
+            if sanitise:  # only non-finite when the scale is 0
+                torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)
             if p.dtype == torch.float32 and p.device == device:
                 bucket = buckets.setdefault(rho, ([], []))
                 bucket[0].append(p)
                 bucket[1].append(d)
                 continue
-            scale = scales[rho].to(p.device)
+            step = d * (scales[rho].to(p.device) if sanitise else host_inv_norm * rho)
             if p.dtype == torch.float32:
-                p.addcmul_(d, scale)
+                p.add_(step.to(p.device))
             else:  # one rounding from the fp32 result, not two
-                p.copy_(old.float().addcmul_(d, scale))
+                p.copy_(old.float().add_(step.to(p.device)))
         for rho, (ps, ds) in buckets.items():
-            torch._foreach_mul_(ds, scales[rho])  # the directions are scratch (or the consumed grads)
-            torch._foreach_add_(ps, ds)
+            if sanitise:
+                torch._foreach_mul_(ds, scales[rho])  # the directions are scratch (or consumed grads)
+                torch._foreach_add_(ps, ds)
+            else:
+                torch._foreach_add_(ps, ds, alpha=host_inv_norm * rho)
         self._perturbed = params
 
     @torch.no_grad()
     def _restore(self) -> None:
-        for p in self._perturbed:
-            p.copy_(self.state[p]["old_p"])
+        if self._perturbed:
+            torch._foreach_copy_(self._perturbed, [self.state[p]["old_p"] for p in self._perturbed])
         self._perturbed = []
 
-    def _grads_finite(self) -> Tensor:
+    def _grads_finite(self) -> bool:
+        """One host sync: the sum of per-tensor norms is finite iff every gradient entry is."""
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
-            return torch.ones((), dtype=torch.bool)
+            return True
         norms = torch._foreach_norm([g.detach().float() if g.dtype != torch.float32 else g for g in grads])
         device = norms[0].device
-        return torch.isfinite(torch.stack([n.to(device) for n in norms]).sum())
+        return math.isfinite(torch.stack([n.to(device) for n in norms]).sum().item())
 
     def _descend(self) -> None:
         """Base step with the gradients in ``.grad`` (the parameters are already restored)."""
@@ -297,7 +319,7 @@ class SAM(WrappedOptimizer):
             scaler.update()
             if skipped is not None:
                 self._skipped += int(skipped > 0)
-        elif self.nonfinite == "skip" and not bool(self._grads_finite()):
+        elif self.nonfinite == "skip" and not self._grads_finite():
             self._skipped += 1
         else:
             self.base_optimizer.step()
