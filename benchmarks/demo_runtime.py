@@ -7,6 +7,7 @@ wall time grows while CPU time does not, so both are reported.
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -19,6 +20,7 @@ TARGET_S = 180.0
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     out = tempfile.mkdtemp(prefix="samlens-demo-bench-")
     cmd = [sys.executable, "-m", "samlens", "demo", "--out", out, "--quiet"]
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
