@@ -66,6 +66,25 @@ def test_unknown_key_in_yaml_names_valid_keys(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "option, needles",
+    [
+        ("--optim.rhoo", ["did you mean --optim.rho?", "valid options: --optim.base,", "--optim.rho,"]),
+        ("--frobnicate", ["valid options: --config,", "--optim.*", "--train.*"]),
+    ],
+)
+def test_unknown_option_names_the_valid_ones(tmp_path, capsys, option, needles):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", *FAST, option, "0.1", "--run_dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"samlens run: error: unrecognized arguments: {option} 0.1") and "\n" not in err
+    for needle in needles:
+        assert needle in err
+    assert "--data.name" not in err  # the listing stays short: sections, not every key
+    assert not (tmp_path / "run").exists()
+
+
 def test_unwritable_run_directory(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import pkgutil
 import sys
@@ -41,13 +42,38 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _command_modules().items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
+
+
+def unknown_arguments_message(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
+    """One line naming the unknown arguments, the closest valid option and the valid choices.
+
+    Config keys are many, so for ``--section.key`` only that section's keys are listed, and
+    otherwise the plain options plus one ``--section.*`` entry per section.
+    """
+    options = sorted({o for a in parser._actions for o in a.option_strings if o.startswith("--")})
+    flags = [e.split("=", 1)[0] for e in extra if e.startswith("-")]
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    if not flags:
+        return message
+    key = flags[0]
+    close = difflib.get_close_matches(key, options, n=1)
+    if close:
+        message += f"; did you mean {close[0]}?"
+    section = key.split(".", 1)[0] + "." if "." in key else None
+    choices = [o for o in options if section and o.startswith(section)]
+    if not choices:
+        sections = sorted({o.split(".", 1)[0] + ".*" for o in options if "." in o})
+        choices = [o for o in options if "." not in o] + sections
+    return message + f"; valid options: {', '.join(choices)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args._parser.error(unknown_arguments_message(args._parser, extra))
     try:
         return int(args._run(args) or 0)
     except SamlensError as err:
