@@ -41,7 +41,9 @@ class ToyConfig:
     width: int = 20
     init_scale: float = 0.1
     data: ToyData = field(
-        default_factory=lambda: ToyData(sigma_easy=0.5, mu_hard=0.5, sigma_hard=0.5, noise_dims=5)
+        default_factory=lambda: ToyData(
+            sigma_easy=0.2, mu_hard=0.5, sigma_hard=0.2, noise_dims=5, easy_spread=0.5
+        )
     )
     n_train: int = 256
     batch_size: int = 16
