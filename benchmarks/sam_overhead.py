@@ -23,7 +23,10 @@ from samlens.optim import SAM
 
 CASES = {
     "cifar_resnet18 (w16, b128, 32x32)": ("cifar_resnet18", {"width": 16}, (3, 32, 32), 128),
-    "mlp (b128, 8x8)": ("mlp", {}, (1, 8, 8), 128),
+    # The MLP on the ResNet's input size (where a step does real work), and a tiny one (8x8 inputs,
+    # a 2 ms step) where SAM's fixed per-step costs are most visible.
+    "mlp (3x32x32 -> 512 -> 512, b128)": ("mlp", {"hidden": [512, 512]}, (3, 32, 32), 128),
+    "mlp (1x8x8 -> 256 -> 256, b128)": ("mlp", {}, (1, 8, 8), 128),
 }
 VARIANTS = {"sgd": None, "sam": 1, "sam_k2": 2, "sam_k5": 5}
 

@@ -367,6 +367,29 @@ def test_nonfinite_perturbed_gradient_restores_and_skips():
     assert opt.base_optimizer.state_dict()["state"] == {}  # no momentum was polluted
 
 
+@pytest.mark.parametrize(
+    "poison",
+    [[float("inf")], [float("-inf")], [float("nan")], [float("inf"), float("-inf")]],
+    ids=["inf", "-inf", "nan", "inf_and_-inf"],
+)
+def test_any_nonfinite_entry_in_the_perturbed_gradient_skips_the_step(poison):
+    # Manual form, one poisoned entry (or a +inf/-inf pair that a careless sum would cancel
+    # into NaN and a careless max would hide) in an otherwise finite gradient.
+    x, y = batch()
+    model = mlp()
+    before = flat(model).clone()
+    opt = _sgd_sam(model)
+    F.cross_entropy(model(x), y).backward()
+    assert opt.first_step()
+    F.cross_entropy(model(x), y).backward()
+    grad = next(model.parameters()).grad
+    for i, value in enumerate(poison):
+        grad.view(-1)[i] = value
+    opt.second_step()
+    assert torch.equal(flat(model), before)
+    assert opt.skipped_steps == 1
+
+
 # 15 -----------------------------------------------------------------------------------------------
 def test_parameters_with_gradient_in_one_pass_only():
     x, y = batch()
