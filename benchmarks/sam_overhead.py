@@ -117,7 +117,7 @@ def main() -> None:
         sgd = med["sgd"]
         peak = "n/a (CPU)" if peak_ratio is None else f"{peak_ratio:.2f}x"
         print(
-            f"| {name} | {sgd * 1e3:.2f} | {med['sam'] * 1e3:.2f} | {med['sam'] / sgd:.2f} | "
+            f"| {name} | {sgd * 1e3:.2f} | {med['sam'] * 1e3:.2f} | {med['sam'] / sgd:.3f} | "
             f"{med['sam_k2'] / sgd:.2f} | {med['sam_k5'] / sgd:.2f} | {state_ratio:.2f}x | {peak} |"
         )
 
