@@ -1,6 +1,7 @@
 """``samlens data list`` / ``describe``: output, files written, and one-line errors with nothing written."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from samlens.cli.main import main
@@ -113,3 +114,11 @@ def test_wrong_csv_columns_exits_2(tmp_path, capsys):
         capsys, "metadata.csv: missing column(s) img_filename, y, split, place; expected columns img_filename"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_unknown_option_of_a_nested_command_names_that_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "list", "--bar"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "samlens data list: error: unrecognized arguments: --bar; valid options: --help"

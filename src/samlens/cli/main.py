@@ -42,8 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _command_modules().items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _parser=p)
+        p.set_defaults(_run=module.run)
+        _remember_parser(p)
     return parser
+
+
+def _remember_parser(parser: argparse.ArgumentParser) -> None:
+    """Each (sub-)sub-command records its own parser, so usage errors name its options."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parser(child)
 
 
 def unknown_arguments_message(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
