@@ -242,18 +242,18 @@ class SAM(WrappedOptimizer):
         # Elsewhere, and whenever the step must stay sync-free (nonfinite="ignore", compiling), the
         # scale stays on the device and the directions are sanitised instead.
         sanitise = device.type != "cpu" or self.nonfinite == "ignore" or torch.compiler.is_compiling()
-        host_inv_norm = 0.0
+        inv_norm: float | Tensor
         if not sanitise:
             norm_value = norm.item()
             if not math.isfinite(norm_value):
                 self._ascent_skipped += 1
                 return
-            host_inv_norm = 1.0 / (norm_value + _NORM_EPS)
+            inv_norm = 1.0 / (norm_value + _NORM_EPS)
         else:
             finite = torch.isfinite(norm)
             self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
             inv_norm = torch.where(finite, 1.0 / (norm + _NORM_EPS), torch.zeros_like(norm))
-        scales: dict[float, Tensor] = {}  # one scalar tensor per distinct rho
+        scales: dict[float, float | Tensor] = {}  # one scale per distinct rho
         olds = []
         for p, _ in pairs:
             state = self.state[p]
@@ -268,7 +268,7 @@ class SAM(WrappedOptimizer):
         buckets: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
         for (p, group), d, old in zip(pairs, directions, olds):
             rho = group["rho"]
-            if sanitise and rho not in scales:
+            if rho not in scales:
                 scales[rho] = inv_norm * rho
             if sanitise:  # only non-finite when the scale is 0
                 torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)
@@ -277,17 +277,19 @@ class SAM(WrappedOptimizer):
                 bucket[0].append(p)
                 bucket[1].append(d)
                 continue
-            step = d * (scales[rho].to(p.device) if sanitise else host_inv_norm * rho)
+            scale = scales[rho]
+            step = d * (scale.to(p.device) if isinstance(scale, Tensor) else scale)
             if p.dtype == torch.float32:
-                p.add_(step.to(p.device))
+                p.add_(step)
             else:  # one rounding from the fp32 result, not two
-                p.copy_(old.float().add_(step.to(p.device)))
+                p.copy_(old.float().add_(step))
         for rho, (ps, ds) in buckets.items():
-            if sanitise:
-                torch._foreach_mul_(ds, scales[rho])  # the directions are scratch (or consumed grads)
+            scale = scales[rho]
+            if isinstance(scale, Tensor):
+                torch._foreach_mul_(ds, scale)  # the directions are scratch (or the consumed grads)
                 torch._foreach_add_(ps, ds)
             else:
-                torch._foreach_add_(ps, ds, alpha=host_inv_norm * rho)
+                torch._foreach_add_(ps, ds, alpha=scale)
         self._perturbed = params
 
     @torch.no_grad()
