@@ -14,14 +14,17 @@ RHO = 0.2
 
 
 def _loop_reference(model, x, y, m, rho=RHO):
-    """Sequential m-SAM: for each micro-batch, its own clean pass, ascent and perturbed pass."""
-    params = list(model.parameters())
+    """Sequential m-SAM: for each micro-batch, its own clean pass, ascent and perturbed pass.
+
+    Only trainable parameters enter the norm and the perturbation; the result lists their gradients.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
     k = len(x) // m
     for j in range(k):
         xb, yb = x[j * m : (j + 1) * m], y[j * m : (j + 1) * m]
         work = copy.deepcopy(model)
-        wp = list(work.parameters())
+        wp = [p for p in work.parameters() if p.requires_grad]
         g = torch.autograd.grad(F.cross_entropy(work(xb), yb), wp)
         norm = torch.sqrt(sum((gi**2).sum() for gi in g))
         with torch.no_grad():
@@ -43,7 +46,7 @@ def _step(model, x, y, **options):
         return loss
 
     loss = opt.step(closure)
-    return opt, loss, [p.grad.clone() for p in model.parameters()]
+    return opt, loss, [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
 
 def _mlp():
@@ -113,3 +116,37 @@ def test_batchnorm_and_bad_options_are_clear_errors():
         opt.step(closure)
     # the interception never outlives a step, even a failed one
     assert all("forward" not in vars(mod) for mod in model.modules())
+
+
+def _frozen_mlp(freeze):
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    model = model.double()
+    for name in freeze:
+        model.get_parameter(name).requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("freeze", [("2.weight", "2.bias"), ("2.weight",), ("2.bias", "4.bias")])
+@pytest.mark.parametrize(("mode", "m"), [("ghost", 1), ("ghost", 2), ("vmap", 1)])
+def test_frozen_parameters_are_neither_in_the_norm_nor_perturbed(freeze, mode, m):
+    model = _frozen_mlp(freeze)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(8, 6, dtype=torch.float64, generator=g), torch.randint(0, 3, (8,), generator=g)
+    expected = _loop_reference(model, x, y, m=m, rho=1.0)
+    opt = MicroBatchSAM(model, torch.optim.SGD(model.parameters(), lr=0.1), m=m, rho=1.0, mode=mode)
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert _max_diff(grads, expected) <= 1e-9
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert p.grad is None and torch.equal(p.detach(), frozen[n])

@@ -9,7 +9,8 @@ losses and the closure must call the model once. Two engines, both one clean + o
   activations in between). A linear layer's micro-batch gradient is Σ_j δ_j a_jᵀ, so its norm is
   Σ_{j,j'} (δ_jᵀδ_j')(a_jᵀa_j') — for m = 1 the "ghost norm" ‖δ_i‖²‖a_i‖² — and the perturbed layer
   acts on an input a'_i of micro-batch k as W a'_i + b + c_k Σ_{j∈k} δ_j (a_jᵀa'_i + 1). Memory is
-  O(n·m) per layer, never a per-example copy of the weights.
+  O(n·m) per layer, never a per-example copy of the weights. Frozen tensors
+  (``requires_grad=False``) are left out of the norm and the perturbation, as in ``vmap``.
 * ``vmap`` — any other model: ``torch.func.vmap`` over micro-batches with one copy of the
   parameters per micro-batch (memory n/m × model size).
 
@@ -119,34 +120,44 @@ class MicroBatchSAM(WrappedOptimizer):
         finally:
             for h in handles:
                 h.remove()
-        used = {mod: v for mod, v in saved.items() if len(v) == 2}
+        # A layer's output can carry a gradient (δ) while its own weight or bias is frozen (a
+        # trainable layer lies below it); frozen tensors take no part in the norm or the ascent.
+        used = {
+            mod: (*v, mod.weight.requires_grad, mod.bias is not None and mod.bias.requires_grad)
+            for mod, v in saved.items()
+            if len(v) == 2 and (mod.weight.requires_grad or (mod.bias is not None and mod.bias.requires_grad))
+        }
         if not used:
-            raise ConfigError("the closure produced no gradient through any Linear layer")
+            raise ConfigError("the closure produced no gradient through any trainable Linear layer")
         n = next(iter(used.values()))[0].shape[0]
         k = self._groups(n)
         # δ is ∂(batch mean)/∂z; the micro-batch mean's gradient is n/m times that.
         acc = torch.promote_types(loss.dtype, torch.float32)  # fp32 or better for the bookkeeping
         grams, norm_sq = {}, torch.zeros(k, dtype=acc, device=loss.device)
-        for mod, (a, delta) in used.items():
+        for mod, (a, delta, weight_on, bias_on) in used.items():
             a_k = a.reshape(k, self.m, -1)
             d_k = (delta * (n / self.m)).reshape(k, self.m, -1)
             gram_d = d_k @ d_k.transpose(1, 2)
-            gram_a = a_k @ a_k.transpose(1, 2)
-            norm_sq = norm_sq + (gram_a * gram_d).sum((1, 2)).to(acc)
-            if mod.bias is not None:
+            if weight_on:
+                gram_a = a_k @ a_k.transpose(1, 2)
+                norm_sq = norm_sq + (gram_a * gram_d).sum((1, 2)).to(acc)
+            if bias_on:
                 norm_sq = norm_sq + gram_d.sum((1, 2)).to(acc)
-            grams[mod] = (a_k, d_k)
+            grams[mod] = (a_k, d_k, weight_on, bias_on)
         coef = self.rho / (norm_sq.sqrt() + _NORM_EPS)  # [k]
 
         def perturbed_forward(mod: nn.Linear) -> Callable[[Tensor], Tensor]:
-            a_k, d_k = grams[mod]
+            a_k, d_k, weight_on, bias_on = grams[mod]
             c = coef.to(a_k.dtype).view(k, 1, 1)
 
             def forward(x: Tensor) -> Tensor:
                 out = F.linear(x, mod.weight, mod.bias)
-                overlap = x.reshape(k, self.m, -1) @ a_k.transpose(1, 2)  # a'_i · a_j within a group
-                if mod.bias is not None:
-                    overlap = overlap + 1
+                if weight_on:  # a'_i · a_j within a group (+1 for a perturbed bias)
+                    overlap = x.reshape(k, self.m, -1) @ a_k.transpose(1, 2)
+                    if bias_on:
+                        overlap = overlap + 1
+                else:  # only the bias moves: every a'_i sees the same shift
+                    overlap = x.new_ones(k, self.m, self.m)
                 return out + (c * overlap @ d_k).reshape(out.shape)
 
             return forward
