@@ -166,3 +166,51 @@ def test_missing_fashion_folder(tmp_path):
     with pytest.raises(DatasetFormatError) as err:
         get_dataset("mnist_fashion_dominoes", root=tmp_path / "fm")
     assert str(err.value).startswith(f"{tmp_path / 'fm' / 'train-images-idx3-ubyte'}: file not found")
+
+
+def _easy_block_classes(d, split: str) -> np.ndarray:
+    """The 8x8-digit class actually drawn in each example's top block (nearest source image)."""
+    g_images, g_labels = digits8x8()
+    top = (d.images(split)[:, 0] * 255).round()[:, :16]
+    cls, dist = _nearest_class(top, _reference_blocks(g_images, 1, 16), g_labels)
+    assert float(dist.max()) < 1e-6
+    return cls
+
+
+def test_shuffle_easy_makes_the_easy_block_uninformative_in_train_only(dominoes):
+    shuffled = get_dataset("mnist5k_dominoes", seed=3, shuffle_easy=True)
+    assert shuffled.info["shuffle_easy"] is True and dominoes.info["shuffle_easy"] is False
+    # The top block's pixels, not just the recorded attribute, are independent of the label.
+    easy = _easy_block_classes(shuffled, "train")
+    np.testing.assert_array_equal(easy, np.array([0, 1])[shuffled.others("train")])
+    labels = shuffled.labels("train")
+    assert np.mean(easy == np.array([0, 1])[labels]) == 0.5
+    np.testing.assert_array_equal(shuffled.group_counts("train"), [150, 150, 150, 150])
+    # The hard (bottom) block and the labels are those of the redundant dataset.
+    np.testing.assert_array_equal(labels, dominoes.labels("train"))
+    assert torch.equal(shuffled.images("train")[:, :, 16:], dominoes.images("train")[:, :, 16:])
+    for s in ("val", "test", "probe_train", "probe_test"):
+        assert torch.equal(shuffled.images(s), dominoes.images(s)), s
+        np.testing.assert_array_equal(shuffled.others(s), dominoes.others(s))
+    assert dominoes.agreement("val") == shuffled.agreement("val") == 1.0
+
+
+def test_shuffle_easy_on_fashion_dominoes():
+    sizes = {"train_per_class": 300, "eval_per_class": 100}
+    plain = get_dataset("mnist_fashion_dominoes", **sizes)
+    shuffled = get_dataset("mnist_fashion_dominoes", shuffle_easy=True, **sizes)
+    np.testing.assert_array_equal(shuffled.group_counts("train"), [150, 150, 150, 150])
+    m_images, m_labels = mnist5k()
+    top = (shuffled.images("train")[:, 0] * 255).round()[:, :32]
+    cls, dist = _nearest_class(top, _reference_blocks(m_images, 2, 32), m_labels)
+    assert float(dist.max()) < 1e-6
+    np.testing.assert_array_equal(cls, np.array([0, 1])[shuffled.others("train")])
+    assert torch.equal(shuffled.images("train")[:, :, 32:], plain.images("train")[:, :, 32:])
+    for s in ("val", "test", "probe_train", "probe_test"):
+        assert torch.equal(shuffled.images(s), plain.images(s)), s
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_shuffle_easy_must_be_a_boolean(value):
+    with pytest.raises(ConfigError, match=f"shuffle_easy must be true or false, got {value!r}"):
+        get_dataset("mnist5k_dominoes", shuffle_easy=value)

@@ -84,3 +84,19 @@ def test_fashion_foreground_defaults():
 def test_bad_options(options, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         get_dataset("textured_objects", **options)
+
+
+def test_shuffle_easy_balances_train_backgrounds_only(digits_on_textures):
+    shuffled = get_dataset("textured_objects", seed=1, shuffle_easy=True, **SMALL)
+    d = digits_on_textures
+    assert shuffled.agreement("train") == 0.5
+    np.testing.assert_array_equal(shuffled.group_counts("train"), [150, 150, 150, 150])
+    np.testing.assert_array_equal(shuffled.labels("train"), d.labels("train"))
+    for s in ("val", "test", "probe_train", "probe_test"):
+        assert torch.equal(shuffled.images(s), d.images(s)), s
+    # The recorded family is the one in the pixels: a texture probe fitted on the (balanced)
+    # probe split reads the shuffled train backgrounds.
+    probe = LogisticRegression(max_iter=3000).fit(
+        _corner_texture_stats(d.images("probe_train")[:, 0]), d.others("probe_train")
+    )
+    assert probe.score(_corner_texture_stats(shuffled.images("train")[:, 0]), shuffled.others("train")) > 0.95

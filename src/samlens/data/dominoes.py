@@ -27,6 +27,9 @@ from samlens.data.pairing import (
 from samlens.data.sources import resize
 from samlens.errors import ConfigError
 
+# Random stream of the shuffle_easy re-draw, separate from the dataset's main stream.
+SHUFFLE_STREAM = 1
+
 
 @dataclass
 class BlockPool:
@@ -48,6 +51,13 @@ def select_classes(labels: np.ndarray, classes: Sequence[int]) -> tuple[np.ndarr
     lookup = {c: k for k, c in enumerate(classes)}
     keep = np.flatnonzero(np.isin(labels, list(classes)))
     return keep, np.array([lookup[int(c)] for c in labels[keep]], dtype=np.int64)
+
+
+def check_flag(name: str, value: bool) -> bool:
+    # YAML and `-o` give real booleans; a string such as "false" would otherwise be truthy.
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def check_block_size(block_size: int) -> int:
@@ -79,9 +89,17 @@ def build_dominoes(
     other_names: Sequence[str],
     info: dict,
     independent: bool = False,
+    shuffle_easy: bool = False,
 ) -> SpuriousDataset:
-    """Stack an other-block image on top of every (class-balanced) label-block image of each split."""
+    """Stack an other-block image on top of every (class-balanced) label-block image of each split.
+
+    ``shuffle_easy`` re-draws the train split's top (easy) blocks independently of the label,
+    balanced within class, so that only the bottom (hard) block predicts it. The re-draw uses
+    its own random stream, so every other split and train's bottom blocks stay bit-identical
+    to the dataset without it: runs trained on either are probed on the same examples.
+    """
     correlation = check_fraction("correlation", correlation)
+    shuffle_easy = check_flag("shuffle_easy", shuffle_easy)
     k = len(class_names)
     rng = np.random.default_rng(seed)
     sources = {"train": "train", "val": "val", "test": "test", "probe_train": "train", "probe_test": "test"}
@@ -94,7 +112,12 @@ def build_dominoes(
             others = balanced_others(labels, k, rng)
         else:
             others = assign_others(labels, correlation, k, rng)
-        top = _with_channels(other_pool.images[draw_by_class(others, other_pool.labels, rng)])
+        top_index = draw_by_class(others, other_pool.labels, rng)
+        if split == "train" and shuffle_easy:
+            shuffle_rng = np.random.default_rng([seed, SHUFFLE_STREAM])
+            others = balanced_others(labels, k, shuffle_rng)
+            top_index = draw_by_class(others, other_pool.labels, shuffle_rng)
+        top = _with_channels(other_pool.images[top_index])
         bottom = _with_channels(label_pool.images[keep])
         channels = max(top.shape[1], bottom.shape[1])
         top, bottom = top.expand(-1, channels, -1, -1), bottom.expand(-1, channels, -1, -1)
@@ -110,5 +133,5 @@ def build_dominoes(
         splits=splits,
         class_names=class_names,
         other_names=other_names,
-        info={"correlation": correlation, "seed": seed, **info},
+        info={"correlation": correlation, "seed": seed, "shuffle_easy": shuffle_easy, **info},
     )

@@ -56,6 +56,7 @@ def mnist5k_dominoes(
     digit_classes: Sequence[int] = (0, 1),
     correlation: float = 1.0,
     block_size: int = 16,
+    shuffle_easy: bool = False,
 ) -> SpuriousDataset:
     """Real MNIST digits (bottom, label) under upscaled scikit-learn 8x8 digits (top, other); pip-only.
 
@@ -72,6 +73,10 @@ def mnist5k_dominoes(
     epochs its predictions on ``probe_test`` agree with the top block 98-100% of the time and
     with the MNIST block 49-50% (chance), over 3 seeds. The MNIST block is the harder feature,
     as CIFAR is in CIFAR-MNIST.
+
+    ``shuffle_easy=True`` re-draws train's 8x8-digit blocks independently of the label (balanced
+    within class), so only the MNIST block predicts it: training on it gives the hard-feature-only
+    reference. Every other split is unchanged (the same examples as without it).
 
     Differences from CIFAR-MNIST: grayscale, far fewer images, and the hard block is an MNIST
     digit pair rather than CIFAR photos, so it is much easier in absolute terms.
@@ -94,6 +99,7 @@ def mnist5k_dominoes(
         correlation=correlation,
         per_class={},
         seed=seed,
+        shuffle_easy=shuffle_easy,
         attribute_names=("mnist", "digits8x8"),
         class_names=[f"mnist{c}" for c in mnist_classes],
         other_names=[f"digit{c}" for c in digit_classes],
@@ -121,6 +127,7 @@ def mnist_fashion_dominoes(
     block_size: int = 32,
     train_per_class: int | None = 2000,
     eval_per_class: int | None = 500,
+    shuffle_easy: bool = False,
 ) -> SpuriousDataset:
     """MNIST on top (other, easy) over Fashion-MNIST below (label, hard); stands in for CIFAR-MNIST.
 
@@ -132,6 +139,9 @@ def mnist_fashion_dominoes(
     pair, like CIFAR's automobile vs truck). Fashion's official train split gives train + val
     (10% per class), its test split gives test; ``train_per_class`` / ``eval_per_class`` cap the
     sizes (None = all). Images are 1x64x32 (``block_size`` 32), values in [0, 1].
+    ``shuffle_easy=True`` re-draws train's MNIST blocks independently of the label (balanced
+    within class), so only the Fashion block predicts it (the hard-feature-only reference);
+    every other split is unchanged.
 
     Differences from CIFAR-MNIST: grayscale instead of RGB CIFAR photos; the hard block is
     Fashion-MNIST; by default fewer images per class (2,000 vs 5,000).
@@ -159,6 +169,7 @@ def mnist_fashion_dominoes(
         correlation=correlation,
         per_class=per_class,
         seed=seed,
+        shuffle_easy=shuffle_easy,
         attribute_names=("fashion", "mnist"),
         class_names=[FASHION_CLASSES[c] for c in fashion_classes],
         other_names=[f"mnist{c}" for c in mnist_classes],

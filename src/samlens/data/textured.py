@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from samlens.data.base import SplitData, SpuriousDataset
-from samlens.data.dominoes import BlockPool, prepare_block, select_classes
+from samlens.data.dominoes import SHUFFLE_STREAM, BlockPool, check_flag, prepare_block, select_classes
 from samlens.data.pairing import (
     assign_others,
     balance_classes,
@@ -75,6 +75,16 @@ def texture_crops(name: str, count: int, size: int, rng: np.random.Generator) ->
     return crops[:, 0].clamp_(0.0, 1.0)
 
 
+def _backgrounds(
+    others: np.ndarray, textures: Sequence[str], size: int, rng: np.random.Generator
+) -> torch.Tensor:
+    out = torch.empty(len(others), size, size)
+    for family, name in enumerate(textures):
+        where = np.flatnonzero(others == family)
+        out[where] = texture_crops(name, len(where), size, rng)
+    return out
+
+
 def composite(objects: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:
     """Alpha-blend grayscale objects onto backgrounds; the object's own intensity is its opacity.
 
@@ -97,6 +107,7 @@ def textured_objects(
     image_size: int = 32,
     train_per_class: int | None = 2000,
     eval_per_class: int | None = 500,
+    shuffle_easy: bool = False,
 ) -> SpuriousDataset:
     """Objects (label) on texture backgrounds (other); 95% correlated in train; a Waterbirds stand-in.
 
@@ -109,6 +120,9 @@ def textured_objects(
     (half of each class per family), as Waterbirds' val/test are. Probe splits: ``probe_train``
     re-pairs train objects with balanced fresh backgrounds, ``probe_test`` test objects.
     Images are 1 x ``image_size`` x ``image_size`` (default 32), values in [0, 1].
+    ``shuffle_easy=True`` gives train balanced backgrounds too (drawn from a separate random
+    stream), so only the object predicts the label (the object-only reference); every other
+    split is unchanged.
 
     Differences from Waterbirds: grayscale, small, synthetic compositing (objects are not
     segmented photos) and one texture photo per family rather than many scene photos, so the
@@ -126,6 +140,7 @@ def textured_objects(
             f"textures must be {len(classes)} distinct names from {', '.join(TEXTURES)}, got {list(textures)}"
         )
     correlation = check_fraction("correlation", correlation)
+    shuffle_easy = check_flag("shuffle_easy", shuffle_easy)
     train_per_class = check_per_class("train_per_class", train_per_class)
     eval_per_class = check_per_class("eval_per_class", eval_per_class)
     image_size = int(image_size)
@@ -144,10 +159,12 @@ def textured_objects(
             others = assign_others(labels, correlation, len(textures), rng)
         else:
             others = balanced_others(labels, len(textures), rng)
-        backgrounds = torch.empty(len(keep), image_size, image_size)
-        for family, name in enumerate(textures):
-            where = np.flatnonzero(others == family)
-            backgrounds[where] = texture_crops(name, len(where), image_size, rng)
+        backgrounds = _backgrounds(others, textures, image_size, rng)
+        if split == "train" and shuffle_easy:
+            # The correlated draw above still runs, so the main stream (later splits) is unchanged.
+            shuffle_rng = np.random.default_rng([seed, SHUFFLE_STREAM])
+            others = balanced_others(labels, len(textures), shuffle_rng)
+            backgrounds = _backgrounds(others, textures, image_size, shuffle_rng)
         images = composite(pool.images[keep], backgrounds)
         splits[split] = SplitData(labels, others, images.mul(255).round_().to(torch.uint8)[:, None])
     names = FASHION_CLASSES if foreground == "fashion" else [f"digit{c}" for c in range(10)]
@@ -160,5 +177,10 @@ def textured_objects(
         splits=splits,
         class_names=[names[c] for c in classes],
         other_names=list(textures),
-        info={"correlation": correlation, "seed": seed, "foreground": foreground},
+        info={
+            "correlation": correlation,
+            "seed": seed,
+            "foreground": foreground,
+            "shuffle_easy": shuffle_easy,
+        },
     )
