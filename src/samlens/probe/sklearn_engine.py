@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
+import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from samlens.probe.linear import LinearModels
+
+
+def l1_penalty(version: str = sklearn.__version__) -> dict:
+    """The keyword arguments that make ``LogisticRegression`` fit a pure L1 penalty.
+
+    Before scikit-learn 1.8, ``l1_ratio`` is ignored unless ``penalty="elasticnet"``, so
+    ``l1_ratio=1`` alone silently fits the default L2 penalty; from 1.8 on, ``penalty`` is
+    deprecated (removed in 1.10) and ``l1_ratio=1`` is how L1 is asked for.
+    """
+    major, minor = (int(p) for p in re.findall(r"\d+", version)[:2])
+    return {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}
 
 
 def fit_l2(
@@ -41,7 +54,7 @@ def fit_l1(
         targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
         coef, icpt = [], []
         for t in targets:
-            model = LogisticRegression(C=float(C), l1_ratio=1.0, solver="liblinear", random_state=seed)
+            model = LogisticRegression(C=float(C), solver="liblinear", random_state=seed, **l1_penalty())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 model.fit(X, t.astype(np.int64))
