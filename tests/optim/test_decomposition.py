@@ -201,3 +201,220 @@ def test_bad_options():
         build_optimizer("iw", model, rho=-1.0)
     with pytest.raises(ConfigError):
         build_optimizer("lr", model, rho_mode="weird")
+
+
+# ---------------------------------------------------------------------------------------------
+# Single pass: one backbone forward + backward per step, equal to the two-pass path.
+
+STEPS = 10
+
+
+def _parity_model(kind):
+    torch.manual_seed(3)
+    if kind == "cnn_bn":
+        return get_model("small_cnn", 3, (3, 8, 8), width=4, norm="batch"), (3, 8, 8)
+    return get_model("mlp", 3, (6,), hidden=(16, 8)), (6,)
+
+
+def _train(opt, model, batches):
+    losses = []
+    for x, y in batches:
+
+        def closure(x=x, y=y):
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        losses.append(opt.step(closure).detach())
+    return torch.stack(losses)
+
+
+def _state(model):
+    return torch.cat([t.detach().double().reshape(-1) for t in model.state_dict().values()])
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn_bn"])
+@pytest.mark.parametrize("variant", ["lsam", "iw", "lr"])
+def test_single_pass_equals_two_pass_over_ten_steps(variant, kind):
+    model, shape = _parity_model(kind)
+    g = torch.Generator().manual_seed(4)
+    batches = [
+        (torch.randn(16, *shape, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(STEPS)
+    ]
+    runs = {}
+    for single in (True, False):
+        m = copy.deepcopy(model)
+        opt = build_optimizer(
+            variant, m, rho=0.2, lr=0.05, momentum=0.9, weight_decay=5e-4, single_pass=single
+        )
+        runs[single] = (m, _train(opt, m, batches))
+    if variant == "lsam":  # the two-pass path of "lsam" is SAM on the head subset (samlens.optim.SAM)
+        from samlens.optim import SAM
+
+        assert isinstance(build_optimizer("lsam", copy.deepcopy(model), single_pass=False), SAM)
+    (m1, l1), (m2, l2) = runs[True], runs[False]
+    assert (l1 - l2).abs().max() <= 1e-6  # same clean losses returned
+    # parameters and the BatchNorm running statistics (updated once per step in both paths)
+    assert (_state(m1) - _state(m2)).abs().max() <= 1e-6
+    assert (_state(m1) - _state(model)).abs().max() > 1e-3  # it trained
+
+
+def _count_backbone_passes(model):
+    counts = {"forward": 0, "backward": 0}
+    first = model.body[1] if isinstance(model.body[0], torch.nn.Flatten) else model.body[0]
+
+    def fwd(module, inputs, output):
+        counts["forward"] += 1
+        output.register_hook(lambda grad: counts.__setitem__("backward", counts["backward"] + 1))
+
+    first.register_forward_hook(fwd)
+    return counts
+
+
+@pytest.mark.parametrize("variant", ["lsam", "iw", "lr"])
+def test_single_pass_runs_the_backbone_forward_and_backward_once(variant):
+    model, shape = _parity_model("cnn_bn")
+    x, y = torch.randn(8, *shape), torch.randint(0, 3, (8,))
+    for single, passes in ((True, 1), (False, 2)):
+        m = copy.deepcopy(model)
+        counts = _count_backbone_passes(m)
+        opt = build_optimizer(variant, m, rho=0.2, single_pass=single)
+        _train(opt, m, [(x, y)] * 3)
+        assert counts == {"forward": 3 * passes, "backward": 3 * passes}, (single, counts)
+        assert not {"forward", "features"} & set(vars(m)) and "forward" not in vars(m.head)
+
+
+class _NoFeaturesCall(torch.nn.Module):
+    """A model whose forward does not go through ``features``: the single pass cannot reuse it."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh())
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+@pytest.mark.parametrize("variant", ["lsam", "iw", "lr"])
+def test_single_pass_falls_back_to_two_passes_when_the_features_cannot_be_reused(variant):
+    torch.manual_seed(5)
+    g = torch.Generator().manual_seed(6)
+    batches = [(torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(4)]
+    for model in (_NoFeaturesCall(), _parity_model("mlp")[0]):
+        a, b = copy.deepcopy(model), copy.deepcopy(model)
+        oa = Decomposition(a, torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9), variant, 0.2)
+        ob = Decomposition(
+            b, torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9), variant, 0.2, single_pass=False
+        )
+        for x, y in batches:
+            for m, opt in ((a, oa), (b, ob)):
+
+                def closure(m=m, opt=opt, x=x, y=y):  # two evaluations of the model in one loss
+                    opt.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(m(x), y) + 0.5 * F.cross_entropy(m(x[:8]), y[:8])
+                    loss.backward()
+                    return loss
+
+                opt.step(closure)
+        assert (_state(a) - _state(b)).abs().max() <= 1e-6
+
+
+def test_ascent_context_wraps_only_the_clean_call():
+    import contextlib
+
+    model, shape = _parity_model("mlp")
+    x, y = torch.randn(8, *shape), torch.randint(0, 3, (8,))
+    for variant in ("lsam", "iw", "lr", "sgd"):
+        for single in (True, False):
+            m = copy.deepcopy(model)
+            opt = Decomposition(m, torch.optim.SGD(m.parameters(), lr=0.1), variant, 0.2, single_pass=single)
+            inside, calls = [False], []
+
+            @contextlib.contextmanager
+            def context(inside=inside):
+                inside[0] = True
+                yield
+                inside[0] = False
+
+            def closure(m=m, opt=opt, inside=inside, calls=calls):
+                calls.append(inside[0])
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(m(x), y)
+                loss.backward()
+                return loss
+
+            opt.step(closure, ascent_context=context())
+            # the clean (ascent) call under the context, the update's call outside it
+            assert calls == ([False] if variant == "sgd" else [True, False]), (variant, single)
+
+
+def test_registry_lsam_options():
+    from samlens.optim import SAM
+
+    model = get_model("mlp", 2, (4,), hidden=(3,))
+    opt = build_optimizer("lsam", model, rho=0.1)
+    assert isinstance(opt, Decomposition) and opt.single_pass and opt.variant == "lsam"
+    assert isinstance(build_optimizer("lsam", model, single_pass=False, interval=2), SAM)
+    assert (
+        build_optimizer("iw", model).single_pass
+        and not build_optimizer("lr", model, single_pass=False).single_pass
+    )
+    with pytest.raises(ConfigError, match="single_pass"):  # SAM-only options need the SAM path
+        build_optimizer("lsam", model, interval=2)
+    with pytest.raises(ConfigError, match="rho_mode"):
+        build_optimizer("lsam", model, single_pass=False, rho_mode="relative")
+
+
+def test_loads_a_two_pass_lsam_checkpoint():
+    """Runs checkpointed when "lsam" was always the two-pass SAM keep resuming."""
+    model, shape = _parity_model("mlp")
+    x, y = torch.randn(8, *shape), torch.randint(0, 3, (8,))
+    old = build_optimizer("lsam", model, single_pass=False)
+    _train(old, model, [(x, y)])
+    new = build_optimizer("lsam", model)
+    new.load_state_dict(old.state_dict())
+    assert torch.equal(
+        new.state_dict()["state"][0]["momentum_buffer"],
+        old.state_dict()["base"]["state"][0]["momentum_buffer"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision of the phantom head
+
+
+@pytest.mark.parametrize("single", [True, False])
+@pytest.mark.parametrize("variant", ["lsam", "iw", "lr"])
+def test_float64_rho_zero_equals_the_base_optimizer(variant, single):
+    model, x, y, loss_fn = _setup("ce")
+    with torch.no_grad():  # values float32 cannot hold
+        model.head.weight.add_(1e-12)
+        model.head.bias.fill_(1.0 + 2.0**-40)
+    ref = copy.deepcopy(model)
+    base = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = Decomposition(model, base, variant, rho=0.0, single_pass=single)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        head = [t.detach().clone() for t in model.head.parameters()]
+        _train(opt, model, [(x, y)])
+        _train(ref_opt, ref, [(x, y)])
+        assert all(torch.equal(u, v) for u, v in zip(opt.last_phantom, head))  # W̃ = W exactly
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-15, rtol=0)
+
+
+def test_phantom_head_keeps_float64_precision():
+    model, x, y, loss_fn = _setup("ce")
+    with torch.no_grad():
+        model.head.bias.fill_(1.0 + 2.0**-40)
+    opt = Decomposition(model, torch.optim.SGD(model.parameters(), lr=0.1), "lsam", rho=1e-9)
+    opt.zero_grad()
+    loss_fn(model(x), y).backward()
+    w_t, b_t = opt.phantom_head()
+    assert w_t.dtype == b_t.dtype == torch.float64
+    gw, gb = model.head.weight.grad, model.head.bias.grad
+    scale = 1e-9 / torch.sqrt(gw.pow(2).sum() + gb.pow(2).sum())
+    torch.testing.assert_close(b_t, model.head.bias.detach() + scale * gb, atol=1e-15, rtol=0)
+    torch.testing.assert_close(w_t, model.head.weight.detach() + scale * gw, atol=1e-15, rtol=0)

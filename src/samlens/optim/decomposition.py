@@ -17,10 +17,25 @@ closure as SGD; only the head's forward is intercepted by a custom autograd func
 uses one weight and whose backward to the features uses the other. Because the residual is whatever
 the closure's loss makes of the logits, the variants work for cross-entropy, the binary logistic
 loss and any other loss of the logits.
+
+**Single pass** (the default). The head perturbation leaves Φ unchanged, so the backbone's forward
+is computed once. The closure still runs twice, but the backbone only once each way:
+
+1. clean call: ``model.features`` runs as usual and its output Φ (with its autograd graph) is kept;
+   the head sees Φ detached, so the closure's backward stops at the head and yields exactly the
+   clean head gradient that the ascent needs (the clean backbone gradient is never used);
+2. update call: ``model.features`` returns the kept Φ without running the backbone, and the closure's
+   backward goes through the intercepted head into the kept graph: one backbone backward.
+
+Both calls evaluate the same loss of the same logits as the two-pass path, so the update is the same
+up to floating-point rounding. When the clean call does not show the ``forward == head(features(x))``
+pattern (features or head called more or less than once, or the head fed something else), the step
+falls back to a full second pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -55,9 +70,9 @@ class _SplitHead(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         phi, w_bwd = ctx.saved_tensors
-        grad_phi = grad_out @ w_bwd
-        grad_w = grad_out.T @ phi
-        grad_b = grad_out.sum(0) if ctx.has_bias else None
+        grad_phi = grad_out @ w_bwd if ctx.needs_input_grad[0] else None
+        grad_w = grad_out.T @ phi if ctx.needs_input_grad[1] else None
+        grad_b = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_phi, grad_w, grad_b, None, None, None
 
 
@@ -67,6 +82,20 @@ def _running_buffers(model: nn.Module) -> list[Tensor]:
         for name, b in model.named_buffers()
         if name.rsplit(".", 1)[-1].startswith(("running_", "num_batches"))
     ]
+
+
+@contextlib.contextmanager
+def _shadow(obj: nn.Module, name: str, value: Callable[..., Any]) -> Any:
+    """Shadow a method with an instance attribute for the duration of the block."""
+    saved = vars(obj).get(name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        if saved is None:
+            delattr(obj, name)
+        else:
+            setattr(obj, name, saved)
 
 
 class Decomposition(WrappedOptimizer):
@@ -80,8 +109,13 @@ class Decomposition(WrappedOptimizer):
         rho: radius of the head perturbation.
         rho_mode: ``absolute`` (‖ε‖ = ρ) or ``relative`` (‖ε‖ = ρ·‖(W, b)‖, so the perturbation keeps
             its size relative to a head that grows during training).
+        single_pass: run the backbone forward and backward once per step (see the module docstring);
+            ``False`` runs the closure as two full passes.
 
-    Running statistics (BatchNorm) keep only the clean pass's update.
+    Running statistics (BatchNorm) are updated once per step, by the clean forward: the single pass
+    runs the backbone forward once, and the two-pass path restores the statistics after its second
+    pass. Since the head perturbation does not change the backbone's inputs, both passes would see
+    the same batch statistics, so this is SAM's ``bn_policy="clean"`` and ``"perturbed"`` alike.
     """
 
     def __init__(
@@ -91,6 +125,7 @@ class Decomposition(WrappedOptimizer):
         variant: str = "lsam",
         rho: float = 0.05,
         rho_mode: str = "absolute",
+        single_pass: bool = True,
     ) -> None:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
@@ -98,6 +133,8 @@ class Decomposition(WrappedOptimizer):
             raise ConfigError(f"unknown rho_mode {rho_mode!r}; valid choices: {', '.join(RHO_MODES)}")
         if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 0):
             raise ConfigError(f"rho must be a finite number >= 0, got {rho!r}")
+        if not isinstance(single_pass, bool):
+            raise ConfigError(f"single_pass must be true or false, got {single_pass!r}")
         head = getattr(model, "head", None)
         if not isinstance(head, nn.Linear):
             raise ConfigError(f"{type(model).__name__} has no linear `head`; the decomposition needs one")
@@ -108,53 +145,145 @@ class Decomposition(WrappedOptimizer):
         self.variant = variant
         self.rho = float(rho)
         self.rho_mode = rho_mode
+        self.single_pass = single_pass
         self.last_phantom: tuple[Tensor, Tensor | None] | None = None
 
     @torch.no_grad()
     def phantom_head(self) -> tuple[Tensor, Tensor | None]:
         """(W̃, b̃) from the head gradients currently in ``.grad`` (zero gradient → W̃ = W)."""
         w, b = self.head.weight, self.head.bias
+        # At least fp32 (one rounding for bf16/fp16 heads), and never narrower than the head itself.
+        dtype = torch.promote_types(w.dtype, torch.float32)
         gw = w.grad if w.grad is not None else torch.zeros_like(w)
-        grads = [gw.float()]
+        grads = [gw.to(dtype)]
         if b is not None:
-            grads.append((b.grad if b.grad is not None else torch.zeros_like(b)).float())
+            grads.append((b.grad if b.grad is not None else torch.zeros_like(b)).to(dtype))
         norm = torch.sqrt(sum((g * g).sum() for g in grads))
-        radius = torch.tensor(self.rho, device=w.device)
+        radius = torch.tensor(self.rho, device=w.device, dtype=dtype)
         if self.rho_mode == "relative":
-            size = w.detach().float().pow(2).sum()
+            size = w.detach().to(dtype).pow(2).sum()
             if b is not None:
-                size = size + b.detach().float().pow(2).sum()
+                size = size + b.detach().to(dtype).pow(2).sum()
             radius = radius * size.sqrt()
         scale = radius / (norm + _NORM_EPS)
-        w_t = (w.detach().float() + scale * grads[0]).to(w.dtype)
-        b_t = (b.detach().float() + scale * grads[1]).to(b.dtype) if b is not None else None
+        w_t = (w.detach().to(dtype) + scale * grads[0]).to(w.dtype)
+        b_t = (b.detach().to(dtype) + scale * grads[1]).to(b.dtype) if b is not None else None
         return w_t, b_t
 
-    def _intercepted_forward(self, w_t: Tensor, b_t: Tensor | None) -> Callable[[Tensor], Tensor]:
-        head = self.head
-        w_real = head.weight.detach()
-        b_real = head.bias.detach() if head.bias is not None else None
+    def _split_weights(self, w_t: Tensor, b_t: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(forward weight, forward bias, weight backpropagated to Φ) of the variant's update pass."""
+        w_real = self.head.weight.detach()
+        b_real = self.head.bias.detach() if self.head.bias is not None else None
+        if self.variant == "lsam":  # phantom residuals, phantom backprop matrix
+            return w_t, b_t, w_t
         if self.variant == "iw":  # phantom residuals, real backprop matrix
-            w_fwd, b_fwd, w_bwd = w_t, b_t, w_real
-        else:  # "lr": real residuals, phantom backprop matrix
-            w_fwd, b_fwd, w_bwd = w_real, b_real, w_t
+            return w_t, b_t, w_real
+        return w_real, b_real, w_t  # "lr": real residuals, phantom backprop matrix
+
+    def _split_forward(self, w_t: Tensor, b_t: Tensor | None) -> Callable[[Tensor], Tensor]:
+        head = self.head
+        w_fwd, b_fwd, w_bwd = self._split_weights(w_t, b_t)
 
         def forward(phi: Tensor) -> Tensor:
             return _SplitHead.apply(phi, head.weight, head.bias, w_fwd, b_fwd, w_bwd)
 
         return forward
 
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
-        """One update; returns the clean loss (a tensor, no host sync)."""
+    def step(  # type: ignore[override]
+        self,
+        closure: Closure | None = None,
+        *,
+        ascent_context: contextlib.AbstractContextManager | None = None,
+    ) -> Tensor:
+        """One update; returns the clean loss (a tensor, no host sync).
+
+        ``ascent_context`` wraps the clean (ascent) call of the closure, forward and backward — under
+        DDP, ``ddp_model.no_sync()``: a per-device ascent, and required by the single pass, whose
+        clean backward stops at the head.
+        """
         if closure is None:
             raise ValueError("the decomposition optimizers need a closure (zero_grad + forward + backward)")
-        with torch.enable_grad():
-            loss = closure()
+        closure = torch.enable_grad()(closure)
         if self.variant == "sgd":
-            self.base_optimizer.step()
-            return loss
+            loss = closure()
+        elif self.single_pass:
+            loss = self._single_pass(closure, ascent_context)
+        else:
+            with ascent_context if ascent_context is not None else contextlib.nullcontext():
+                loss = closure()
+            self._second_pass(closure, *self._ascent())
+        self.base_optimizer.step()
+        return loss
+
+    def _ascent(self) -> tuple[Tensor, Tensor | None]:
         w_t, b_t = self.phantom_head()
         self.last_phantom = (w_t, b_t)
+        return w_t, b_t
+
+    def _single_pass(
+        self, closure: Closure, ascent_context: contextlib.AbstractContextManager | None
+    ) -> Tensor:
+        model, head = self.model, self.head
+        features = getattr(model, "features", None)
+        head_forward = head.forward
+        outputs: list[Tensor] = []  # what features() returned in the clean call
+        inputs: list[Tensor] = []  # what the head was fed
+
+        def clean_features(*args: Any, **kwargs: Any) -> Tensor:
+            phi = features(*args, **kwargs)  # type: ignore[misc]
+            outputs.append(phi)
+            return phi
+
+        def clean_head(phi: Tensor) -> Tensor:
+            inputs.append(phi)
+            # Φ detached: the closure's backward stops at the head and leaves the clean head
+            # gradient (all the ascent needs), while Φ's graph stays intact for the update call.
+            return head_forward(phi.detach())
+
+        reusable = callable(features) and "features" not in vars(model)
+        with contextlib.ExitStack() as stack:
+            if reusable:
+                stack.enter_context(_shadow(model, "features", clean_features))
+            stack.enter_context(_shadow(head, "forward", clean_head))
+            if ascent_context is not None:
+                stack.enter_context(ascent_context)
+            loss = closure()
+        reusable = reusable and len(outputs) == 1 and len(inputs) == 1 and inputs[0] is outputs[0]
+        phi = outputs[0] if reusable else None
+        outputs.clear()
+        inputs.clear()
+        w_t, b_t = self._ascent()
+        if phi is None:  # not the forward == head(features(x)) pattern: a full second pass
+            self._second_pass(closure, w_t, b_t)
+            return loss
+
+        split_forward = self._split_forward(w_t, b_t)
+        calls: list[str] = []
+
+        def cached_features(*args: Any, **kwargs: Any) -> Tensor:
+            calls.append("features")
+            return phi
+
+        def update_head(x: Tensor) -> Tensor:
+            calls.append("head")
+            if x is not phi:
+                raise RuntimeError(
+                    "single-pass decomposition: the closure fed the head something other than "
+                    "model.features(x) in its second call, unlike its first; use single_pass=False"
+                )
+            return split_forward(x)
+
+        with _shadow(model, "features", cached_features), _shadow(head, "forward", update_head):
+            closure()
+        if calls != ["features", "head"]:
+            raise RuntimeError(
+                f"single-pass decomposition: the closure's second call evaluated {calls} instead of "
+                "features then head once, unlike its first; use single_pass=False"
+            )
+        return loss
+
+    def _second_pass(self, closure: Closure, w_t: Tensor, b_t: Tensor | None) -> None:
+        """The update gradient from a full second call of the closure (running statistics restored)."""
         buffers = _running_buffers(self.model)
         saved_buffers = [b.detach().clone() for b in buffers]
         try:
@@ -166,26 +295,25 @@ class Decomposition(WrappedOptimizer):
                     if b_t is not None:
                         self.head.bias.copy_(b_t)
                 try:
-                    with torch.enable_grad():
-                        closure()
+                    closure()
                 finally:  # restore exactly (copy_, never subtraction or rebinding .data)
                     with torch.no_grad():
                         self.head.weight.copy_(saved_w)
                         if saved_b is not None:
                             self.head.bias.copy_(saved_b)
             else:
-                self.head.forward = self._intercepted_forward(w_t, b_t)  # instance attribute shadows
-                try:
-                    with torch.enable_grad():
-                        closure()
-                finally:
-                    del self.head.forward
+                with _shadow(self.head, "forward", self._split_forward(w_t, b_t)):
+                    closure()
         finally:
             with torch.no_grad():
                 for buf, old in zip(buffers, saved_buffers):
                     buf.copy_(old)
-        self.base_optimizer.step()
-        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        # "lsam" used to be built as SAM on the head, whose checkpoints nest the base state.
+        if isinstance(state_dict, dict) and set(state_dict) == {"base", "sam"}:
+            state_dict = state_dict["base"]
+        super().load_state_dict(state_dict)
 
 
 def _factory(variant: str) -> Callable[..., Decomposition]:
@@ -194,11 +322,11 @@ def _factory(variant: str) -> Callable[..., Decomposition]:
         rho: float = 0.05,
         rho_mode: str = "absolute",
         base: str = "sgd",
+        single_pass: bool = True,
         **base_options: Any,
     ) -> Decomposition:
-        return Decomposition(
-            model, build_base(model.parameters(), base, **base_options), variant, rho, rho_mode
-        )
+        base_opt = build_base(model.parameters(), base, **base_options)
+        return Decomposition(model, base_opt, variant, rho, rho_mode, single_pass)
 
     factory.__doc__ = f"Decomposition variant {variant!r} (see samlens.optim.decomposition)."
     return factory

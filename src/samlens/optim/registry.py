@@ -114,4 +114,38 @@ def _sam_factory(geometry: str, head_only: bool = False) -> OptimizerFactory:
 OPTIMIZERS.register("sam")(_sam_factory("sam"))
 OPTIMIZERS.register("asam")(_sam_factory("asam_official"))
 OPTIMIZERS.register("asam_common")(_sam_factory("asam_common"))
-OPTIMIZERS.register("lsam")(_sam_factory("sam", head_only=True))
+_lsam_two_pass = _sam_factory("sam", head_only=True)
+
+
+@OPTIMIZERS.register("lsam")
+def _lsam(
+    model: nn.Module,
+    *,
+    single_pass: bool = True,
+    rho: float = 0.05,
+    rho_mode: str = "absolute",
+    base: str = "sgd",
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    nesterov: bool = False,
+    **sam_options: Any,
+) -> torch.optim.Optimizer:
+    """Last-layer SAM. ``single_pass=True``: one backbone forward/backward per step
+    (``samlens.optim.decomposition``); ``False``: SAM on the head's parameters, two full passes,
+    with every SAM option (interval, bn_policy, grad_scaler, ...)."""
+    base_options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, betas=betas, nesterov=nesterov)
+    if not single_pass:
+        if rho_mode != "absolute":
+            raise ConfigError("optimizer 'lsam': rho_mode needs the single-pass path (single_pass: true)")
+        return _lsam_two_pass(model, base=base, rho=rho, **base_options, **sam_options)
+    if sam_options:
+        raise ConfigError(
+            f"optimizer 'lsam': option(s) {', '.join(sorted(sam_options))} exist only on the two-pass "
+            "path (single_pass: false)"
+        )
+    from samlens.optim.decomposition import Decomposition
+
+    base_opt = build_base(model.parameters(), base, **base_options)  # type: ignore[arg-type]
+    return Decomposition(model, base_opt, "lsam", rho, rho_mode, single_pass=True)
