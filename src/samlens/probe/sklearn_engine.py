@@ -6,9 +6,13 @@ import re
 import warnings
 
 import numpy as np
-import sklearn
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+
+from samlens._optional import require
+
+with require("probe"):
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
 
 from samlens.probe.linear import LinearModels
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+
+from samlens._optional import require
+
+with require("probe"):
+    from sklearn.model_selection import train_test_split
 
 from samlens.errors import ConfigError
 from samlens.probe.features import Features

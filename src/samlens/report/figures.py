@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from samlens._optional import require
+
+with require("report"):
+    import matplotlib
 
 matplotlib.use("Agg")  # reports are written headless (CI, clusters)
 import matplotlib.pyplot as plt  # noqa: E402

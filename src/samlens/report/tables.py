@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
+from samlens._optional import require
+
+with require("report"):
+    import pandas as pd
 
 from samlens.probe.metrics import mean_se
 from samlens.report.load import Run, scalar_metrics

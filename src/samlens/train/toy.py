@@ -16,8 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+
+from samlens._optional import require
+
+with require("probe"):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
 from torch import Tensor, nn
 
 from samlens.data.toy import EASY, HARD, ToyData

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samlens._optional import require
 from samlens.data.base import SpuriousDataset
 from samlens.data.dominoes import BlockPool, build_dominoes, select_classes
 from samlens.data.idx import load_mnist_split
@@ -27,7 +28,8 @@ def _cifar10_reader():
     Built on first use because importing torchvision.datasets takes seconds. Downloads
     (``download=True``) still go through torchvision, which verifies the archive.
     """
-    from torchvision.datasets import CIFAR10
+    with require("data"):
+        from torchvision.datasets import CIFAR10
 
     class Cifar10Files(CIFAR10):
         def _check_integrity(self) -> bool:
@@ -103,7 +105,8 @@ def cifar_mnist(
     mnist_classes = check_classes("mnist_classes", mnist_classes, 10)
     val_fraction = check_fraction("val_fraction", val_fraction)
     if download:
-        from torchvision.datasets import MNIST
+        with require("data"):
+            from torchvision.datasets import MNIST
 
         for train in (True, False):
             MNIST(str(root), train=train, download=True)

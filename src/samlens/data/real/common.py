@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from samlens._optional import require
+
+with require("data"):
+    from PIL import Image, UnidentifiedImageError
 
 from samlens.errors import DatasetFormatError
 
@@ -63,7 +67,8 @@ def check_files_exist(folder: Path, names: Sequence[str], listed_in: Path) -> No
 
 def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
     """Read a CSV and check it has ``columns``; errors name the file and the expected columns."""
-    import pandas as pd
+    with require("data"):
+        import pandas as pd
 
     try:
         table = pd.read_csv(path, **kwargs)
@@ -81,7 +86,8 @@ def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
 
 def int_column(table: pd.DataFrame, column: str, allowed: Sequence[int], path: Path) -> np.ndarray:
     """An integer column whose values must lie in ``allowed``; otherwise a one-line error."""
-    import pandas as pd
+    with require("data"):
+        import pandas as pd
 
     values = pd.to_numeric(table[column], errors="coerce")
     bad = ~values.isin(list(allowed))
@@ -102,7 +108,8 @@ def photo_transforms(image_size: int, crop: str, augment: str) -> tuple[T.Compos
     (DomainBed). augment="rrc" adds RandomResizedCrop(0.7-1) + flip; "domainbed" also colour jitter
     and random grayscale, as DomainBed's training-domain augmentation.
     """
-    from torchvision import transforms as T
+    with require("data"):
+        from torchvision import transforms as T
 
     normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if crop == "resize-center":

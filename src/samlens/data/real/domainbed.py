@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samlens._optional import require
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.real.common import check_image_size, load_rgb, photo_transforms, require_dir, split_halves
 from samlens.data.registry import register_dataset
@@ -36,7 +37,8 @@ def in_out_split(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray
 
 
 def _image_folder(path: Path):
-    from torchvision.datasets import ImageFolder
+    with require("data"):
+        from torchvision.datasets import ImageFolder
 
     try:
         # allow_empty keeps torchvision's class list aligned across domains with a missing class.
