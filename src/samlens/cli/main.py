@@ -1,30 +1,65 @@
-"""Entry point of the ``samlens`` console script."""
+"""Entry point of the ``samlens`` console script.
+
+Sub-commands are found without importing them: each module's ``COMMAND`` and ``HELP`` are read
+from its source, and only the command being run is imported (its imports reach torch, and
+through the stages sklearn, pandas or matplotlib, which take seconds), so ``samlens --help``
+starts at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import importlib
+import importlib.util
 import pkgutil
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import samlens
 import samlens.cli as cli_pkg
 from samlens.errors import SamlensError
 
 
-def _command_modules() -> dict[str, ModuleType]:
-    modules: dict[str, ModuleType] = {}
+@dataclass(frozen=True)
+class CommandSpec:
+    module: str
+    help: str
+
+
+def _literal_constants(path: Path, names: Iterable[str]) -> dict[str, str]:
+    """Module-level ``NAME = "string"`` assignments in ``path``."""
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in wanted and isinstance(node.value.value, str):
+                    found[target.id] = node.value.value
+    return found
+
+
+def _command_specs() -> dict[str, CommandSpec]:
+    specs: dict[str, CommandSpec] = {}
     for info in pkgutil.iter_modules(cli_pkg.__path__):
         if info.name.startswith("_") or info.name == "main":
             continue
-        module = importlib.import_module(f"{cli_pkg.__name__}.{info.name}")
-        command = getattr(module, "COMMAND", None)
-        if command:
-            modules[command] = module
-    return dict(sorted(modules.items()))
+        name = f"{cli_pkg.__name__}.{info.name}"
+        spec = importlib.util.find_spec(name)
+        constants = {}
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            constants = _literal_constants(Path(spec.origin), ("COMMAND", "HELP"))
+        if "COMMAND" not in constants or "HELP" not in constants:
+            # Not plain string literals (or no source): fall back to importing the module.
+            module = importlib.import_module(name)
+            if not getattr(module, "COMMAND", None):
+                continue
+            constants = {"COMMAND": module.COMMAND, "HELP": module.HELP}
+        specs[constants["COMMAND"]] = CommandSpec(name, constants["HELP"])
+    return dict(sorted(specs.items()))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,17 +69,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``samlens`` parser. Every sub-command is listed; only those in ``commands`` (default:
+    all) are imported and get their arguments, which is all that parsing one command line needs."""
+    specs = _command_specs()
+    load = set(specs) if commands is None else set(commands)
     parser = _Parser(prog="samlens", description="SAM as a feature-learning tool.")
     parser.add_argument("--version", action="version", version=f"samlens {samlens.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, module in _command_modules().items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    for name, spec in specs.items():
+        p = sub.add_parser(name, help=spec.help, description=spec.help)
+        if name in load:
+            module = importlib.import_module(spec.module)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
         _remember_parser(p)
     return parser
+
+
+def _selected_command(argv: Sequence[str]) -> str | None:
+    # The top-level parser has no option that takes a value, so the first positional is the command.
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _remember_parser(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +126,13 @@ def unknown_arguments_message(parser: argparse.ArgumentParser, extra: Sequence[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _selected_command(argv)
+    try:
+        parser = build_parser([] if command is None else [command])
+    except SamlensError as err:  # e.g. the command needs an extra that is not installed
+        print(f"samlens {command}: error: {err}", file=sys.stderr)
+        return 2
     args, extra = parser.parse_known_args(argv)
     if extra:
         args._parser.error(unknown_arguments_message(args._parser, extra))
