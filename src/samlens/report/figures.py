@@ -229,6 +229,61 @@ def lorenz(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
     return fig
 
 
+def headroom(found: Sequence[Any]) -> Figure | None:
+    """Hard-feature probe per optimizer as bars (mean ± SE), floor and ceiling as horizontal lines.
+
+    ``found`` is :func:`samlens.report.headroom.analyse`'s output. Runs of the same seed are
+    joined across the bars, since paired runs share their initialisation and data order.
+    """
+    from samlens.report.headroom import HARD_FEATURE
+
+    if not found:
+        return None
+    fig, axes = _panels(len(found))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, item in zip(axes, found):
+        x = np.arange(len(item.rows))
+        means = [r.probe.mean for r in item.rows]
+        ses = [0.0 if np.isnan(r.probe.se) else r.probe.se for r in item.rows]
+        single = all(r.probe.n == 1 for r in item.rows)
+        ax.bar(x, means, 0.6, yerr=ses, capsize=4, color=[colors[i % len(colors)] for i in x], alpha=0.8)
+        for ref, est, style in (
+            ("untrained (floor)", item.floor, ":"),
+            ("hard-only (ceiling)", item.ceiling, "--"),
+        ):
+            ax.axhline(est.mean, color="black", ls=style, lw=1.3, label=f"{ref} {est.mean:.3f}")
+            if not np.isnan(est.se):
+                ax.axhspan(est.mean - est.se, est.mean + est.se, color="grey", alpha=0.15, lw=0)
+        seeds: dict[str, list[tuple[int, float]]] = {}
+        for i, row in enumerate(item.rows):
+            for run in finished(row.group.runs):
+                value = scalar_metrics(run.final).get(HARD_FEATURE)
+                if value is not None:
+                    seed = ",".join(str(v) for k, v in run.config.items() if "seed" in k.rsplit(".", 1)[-1])
+                    seeds.setdefault(seed, []).append((i, value))
+        if not single:
+            for points in seeds.values():
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, color="black", marker="o", ms=3, lw=0.6, alpha=0.5)
+        low = min([item.floor.mean, *means]) - 0.05
+        high = max([item.ceiling.mean, *means]) + 0.03
+        ax.set_ylim(max(0.0, low), min(1.0, high))
+        ax.set_xticks(x, [r.label for r in item.rows], rotation=20 if len(x) > 2 else 0)
+        ax.set_ylabel("probe accuracy, hard feature")
+        ax.set_title(item.context or "hard feature vs its floor and ceiling", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8, loc="lower right")
+    what = (
+        "error bars: binomial SE of the probe test set (one seed)"
+        if all(r.probe.n == 1 for h in found for r in h.rows)
+        else "mean ± SE over seeds; lines join runs of the same seed"
+    )
+    fig.suptitle(
+        f"Hard-feature probe between the untrained floor and the hard-only ceiling\n({what})", fontsize=9
+    )
+    return fig
+
+
 def save(fig: Figure, directory: Path, stem: str) -> list[Path]:
     """Write ``stem.png`` and ``stem.pdf`` and close the figure."""
     paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]

@@ -13,6 +13,7 @@ with require("report"):
     import pandas as pd
 
 from samlens.probe.metrics import mean_se
+from samlens.report.headroom import ROLE_KEY, role_config
 from samlens.report.load import Run, scalar_metrics
 
 OPTIM_KEY = "optim.name"
@@ -34,8 +35,12 @@ def is_seed_key(key: str) -> bool:
 
 
 def effective_config(run: Run) -> dict[str, Any]:
-    """The config as far as results depend on it: inert ρ of plain optimizers blanked."""
-    cfg = dict(run.config)
+    """The config as far as results depend on it: inert ρ of plain optimizers blanked.
+
+    Floor and ceiling runs (``samlens.report.headroom``) get a ``reference`` key in place of
+    the keys that mark them, so they form their own groups with a readable label.
+    """
+    cfg = role_config(run.config)
     if cfg.get(OPTIM_KEY) in PLAIN_OPTIMIZERS and RHO_KEY in cfg:
         cfg[RHO_KEY] = None
     return cfg
@@ -73,7 +78,14 @@ class Group:
     def label(self, keys: Sequence[str]) -> str:
         if not keys:
             return "all runs"
-        return ", ".join(f"{_short(k)}={_fmt_value(v)}" for k, v in zip(keys, self.key))
+        parts = []
+        for k, v in zip(keys, self.key):
+            if k == ROLE_KEY:
+                if v is not None:
+                    parts.append(str(v))
+                continue
+            parts.append(f"{_short(k)}={_fmt_value(v)}")
+        return ", ".join(parts)
 
 
 def _short(key: str) -> str:

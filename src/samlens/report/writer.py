@@ -10,10 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from samlens._optional import require
+
+with require("report"):
+    import pandas as pd
+
 import yaml
 
 from samlens.errors import ConfigError
 from samlens.report import figures
+from samlens.report import headroom as headroom_mod
 from samlens.report.load import Run, load_runs
 from samlens.report.render import Block, to_html, to_markdown
 from samlens.report.tables import (
@@ -110,6 +116,7 @@ def build_report(root: Path, runs: list[Run], fig_dir: Path) -> tuple[list[Block
     keys = varying_keys(runs)
     groups = group_runs(runs, keys)
     summary = summarize(groups, keys)
+    found = headroom_mod.analyse(groups, keys)
     done = finished(runs)
     counts = {s: sum(r.status == s for r in runs) for s in ("done", "running", "failed", "pending")}
     blocks: list[Block] = [
@@ -130,9 +137,17 @@ def build_report(root: Path, runs: list[Run], fig_dir: Path) -> tuple[list[Block
     blocks.append(("h", 2, "Results"))
     group_names = next((r.meta.get("group_names") for r in runs if r.meta.get("group_names")), None)
     tables = _metric_tables(summary, group_names)
+    blocks += headroom_mod.blocks(found)
     blocks += tables or [("p", "No run has final results yet.")]
+    if found:
+        summary = pd.concat([summary, headroom_mod.summary_rows(found, keys)], ignore_index=True)
 
     drawn = [
+        (
+            "headroom",
+            figures.headroom(found),
+            "Hard-feature probe per optimizer with the untrained floor and the hard-only ceiling",
+        ),
         (
             "probe_vs_rho",
             figures.probe_vs_rho(groups, keys),
@@ -169,7 +184,7 @@ def _replace_into(staging: Path, out_dir: Path, stems: list[str]) -> None:
             for ext in (".png", ".pdf"):
                 os.replace(staging / FIGURES / f"{stem}{ext}", fig_out / f"{stem}{ext}")
     # Figures a previous report drew but this one does not would be stale evidence.
-    for stem in ("probe_vs_rho", "probe_curves", "group_accuracy", "lorenz"):
+    for stem in ("headroom", "probe_vs_rho", "probe_curves", "group_accuracy", "lorenz"):
         if stem not in stems:
             for ext in (".png", ".pdf"):
                 (fig_out / f"{stem}{ext}").unlink(missing_ok=True)

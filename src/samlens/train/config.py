@@ -24,6 +24,7 @@ from samlens.errors import ConfigError
 
 SCHEDULES = ("cosine", "step", "constant")
 PROBE_METHODS = ("balanced", "dfr", "transfer")
+BN_STATS = ("recompute", "running")
 
 
 @dataclass
@@ -83,6 +84,9 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 0
     tensorboard: bool = False
+    # BatchNorm running statistics before evaluation and probing (samlens.train.bn):
+    # "recompute" = exact average over the training split, "running" = the moving averages.
+    bn_stats: str = "recompute"
 
 
 @dataclass
@@ -200,6 +204,10 @@ def _check_values(cfg: ExperimentConfig) -> None:
         (
             cfg.train.schedule in SCHEDULES,
             f"unknown train.schedule {cfg.train.schedule!r}; valid choices: {', '.join(SCHEDULES)}",
+        ),
+        (
+            cfg.train.bn_stats in BN_STATS,
+            f"unknown train.bn_stats {cfg.train.bn_stats!r}; valid choices: {', '.join(BN_STATS)}",
         ),
         (
             cfg.probe.method in PROBE_METHODS,

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samlens.probe import metrics
+from samlens.train.bn import recompute_bn_stats
 
 
 @torch.no_grad()
@@ -55,13 +56,20 @@ def evaluate(
     splits: tuple[str, ...] = ("val", "test"),
     channels_last: bool = False,
     bf16: bool = False,
+    bn_stats: str = "running",
 ) -> dict[str, float]:
     """``{split}_acc`` and ``{split}_loss`` for each split, and group metrics on ``test``.
+
+    ``bn_stats="recompute"`` first replaces BatchNorm running statistics by their average over
+    the training split (``samlens.train.bn``; in place, so later probes and the checkpoint use
+    them too); ``"running"`` evaluates with the statistics as they are.
 
     Group metrics: ``group_acc/<g>`` (g = group id), ``worst_group_acc``, ``mean_acc`` and
     ``train_weighted_mean_acc`` (test group accuracies weighted by training-group frequency),
     plus ``val_worst_group_acc`` for model selection.
     """
+    if bn_stats == "recompute":
+        recompute_bn_stats(model, dataset, device=device, channels_last=channels_last)
     out: dict[str, float] = {}
     train_groups = dataset.groups("train")
     for split in splits:

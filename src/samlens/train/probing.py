@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from samlens.errors import ConfigError
+from samlens.train.bn import recompute_bn_stats
 from samlens.train.config import PROBE_METHODS, ExperimentConfig
 
 Prober = Callable[[nn.Module, int], "dict[str, float] | None"]
@@ -40,9 +41,19 @@ def scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def run_probe(
-    method: str, model: nn.Module, dataset: Any, *, engine: str = "torch", device: torch.device | str = "cpu"
+    method: str,
+    model: nn.Module,
+    dataset: Any,
+    *,
+    engine: str = "torch",
+    device: torch.device | str = "cpu",
+    bn_stats: str = "running",
 ) -> dict[str, float]:
-    """``balanced`` (per-feature probe accuracy), ``dfr`` or ``transfer`` metrics of ``model``."""
+    """``balanced`` (per-feature probe accuracy), ``dfr`` or ``transfer`` metrics of ``model``.
+
+    ``bn_stats="recompute"`` first sets BatchNorm running statistics to their average over the
+    training split (``samlens.train.bn``), as evaluation does.
+    """
     import samlens.probe as probe
 
     if method not in PROBE_METHODS:
@@ -51,6 +62,9 @@ def run_probe(
     fn = getattr(probe, fn_name, None)
     if fn is None:
         raise ConfigError(f"probe method {method!r} is not available in this installation")
+
+    if bn_stats == "recompute":
+        recompute_bn_stats(model, dataset, device=device)
 
     def feats(split: str) -> Any:
         return probe.extract_features(model, dataset.split(split), device=device)
@@ -74,6 +88,13 @@ def make_prober(cfg: ExperimentConfig, dataset: Any, device: torch.device) -> Pr
         return None
 
     def prober(model: nn.Module, epoch: int) -> dict[str, float] | None:
-        return run_probe(cfg.probe.method, model, dataset, engine=cfg.probe.engine, device=device)
+        return run_probe(
+            cfg.probe.method,
+            model,
+            dataset,
+            engine=cfg.probe.engine,
+            device=device,
+            bn_stats=cfg.train.bn_stats,
+        )
 
     return prober

@@ -396,6 +396,7 @@ class _Run:
             device=self.device,
             channels_last=self.cfg.train.channels_last,
             bf16=self.cfg.train.bf16,
+            bn_stats=self.cfg.train.bn_stats,
         )
 
     def _probe(self) -> dict[str, float]:

@@ -12,7 +12,11 @@ from typing import Any
 import yaml
 
 from samlens.errors import ConfigError
+from samlens.report.headroom import verdict_lines
+from samlens.train.config import ExperimentConfig, config_to_dict
+from samlens.train.reproduce import headroom
 from samlens.train.reproduce.catalog import Reproduction, config_path, get_reproduction
+from samlens.train.rundir import read_results, run_status
 from samlens.train.sweep import GridSpec, SweepPoint, expand, load_grid_spec, sweep_status, write_manifest
 
 
@@ -99,16 +103,48 @@ def reproduce(
     out_dir = points[0].run_dir.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(points, spec, out_dir)
-    todo = [s.point for s in sweep_status(points) if s.state in ("pending", "running")]
-    log(f"reproduce {name}{' (quick)' if quick else ''}: {len(points)} runs, {len(todo)} to run in {out_dir}")
+    baselines = [p.config for p in points if headroom.is_baseline(p.config)]
+    ceilings = [headroom.ceiling_config(c) for c in baselines] if reproduction.hard_only else []
+    todo = [
+        (s.point.config, s.point.run_dir, "")
+        for s in sweep_status(points)
+        if s.state in ("pending", "running")
+    ]
+    todo += [
+        (c, headroom.ceiling_dir(out_dir, c), "hard-only (ceiling)")
+        for c in ceilings
+        if run_status(headroom.ceiling_dir(out_dir, c)) in ("pending", "running")
+    ]
+    tasks = [launchers.Task(config_to_dict(c), str(d), spec.imports) for c, d, _ in todo]
+    what = {str(d): describe(c, role) for c, d, role in todo}
+    extra = f" + {len(baselines)} untrained floors" + (
+        f" + {len(ceilings)} hard-only ceilings" if ceilings else ""
+    )
+    log(
+        f"reproduce {name}{' (quick)' if quick else ''}: {len(points)} runs{extra}; "
+        f"{len(tasks)} to train in {out_dir}"
+    )
     start = time.time()
-    tasks = [launchers.Task(p.config_dict(), str(p.run_dir), spec.imports) for p in todo]
-    for outcome in launchers.launch(launcher, tasks, workers=workers):
-        if outcome.state != "done":
-            log(f"  {Path(outcome.run_dir).name}: {outcome.state} {outcome.message}".rstrip())
+    for cfg in baselines:
+        floor = headroom.floor_dir(out_dir, cfg)
+        metrics = headroom.write_floor(cfg, floor)
+        log(run_line(floor, "done", metrics, describe(cfg, "untrained (floor)")))
+    # One task at a time under the local launcher, so each run's line appears when it finishes.
+    batches = [[t] for t in tasks] if launcher == "local" and workers == 1 else [tasks]
+    for batch in batches:
+        if not batch:
+            continue
+        for outcome in launchers.launch(launcher, batch, workers=workers):
+            metrics = _final(outcome.run_dir)
+            log(
+                run_line(
+                    Path(outcome.run_dir), outcome.state, metrics, what[outcome.run_dir], outcome.message
+                )
+            )
     states = [s.state for s in sweep_status(points)]
     unfinished = sum(state != "done" for state in states)
-    if unfinished == len(points):
+    unfinished += sum(run_status(headroom.ceiling_dir(out_dir, c)) != "done" for c in ceilings)
+    if all(state != "done" for state in states):
         log(f"{name}: no run finished; see train.log in the run directories under {out_dir}")
         return Result(None, unfinished)
     if name == "mechanism":
@@ -116,8 +152,32 @@ def reproduce(
 
         record_importance([p.run_dir for p in points])
     report = write_report(out_dir)
-    log(f"{name}: {len(todo)} runs in {time.time() - start:.0f} s; {unfinished} not done; wrote {report}")
+    for line in verdict_lines(out_dir):
+        log(line)
+    log(f"{name}: {len(tasks)} runs in {time.time() - start:.0f} s; {unfinished} not done; wrote {report}")
     return Result(report, unfinished)
+
+
+def _final(run_dir: str | Path) -> dict[str, Any]:
+    finals = [e for e in read_results(run_dir) if e.get("event") == "final"]
+    return dict(finals[-1].get("metrics") or {}) if finals else {}
+
+
+def describe(cfg: ExperimentConfig, role: str = "") -> str:
+    """``sam rho 0.05, seed 1`` (with ``role`` first for the floor and ceiling)."""
+    what = cfg.optim.name if cfg.optim.name in headroom.PLAIN else f"{cfg.optim.name} rho {cfg.optim.rho:g}"
+    return ", ".join(x for x in (role, what, f"seed {cfg.train.seed}") if x)
+
+
+def run_line(run_dir: Path, state: str, metrics: dict[str, Any], what: str, message: str = "") -> str:
+    """``  <run>: <state>  probe_acc_label 0.912  test_acc 0.950  (<what>)`` for the progress log."""
+    shown = "".join(
+        f"  {key} {metrics[key]:.3f}"
+        for key in ("probe_acc_label", "probe_acc_other", "test_acc")
+        if isinstance(metrics.get(key), (int, float))
+    )
+    tail = f" {message}" if message and state != "done" else ""
+    return f"  {run_dir.name}: {state}{shown}  ({what}){tail}"
 
 
 def toy_argv(options: dict[str, Any], out: Path) -> list[str]:

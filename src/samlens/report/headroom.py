@@ -1,0 +1,234 @@
+"""Floor and ceiling runs in a report: which runs they are, and the headroom table and verdicts.
+
+A run is a reference when
+
+* its recorded config carries ``headroom: floor`` — the untrained network, probed (written by
+  :mod:`samlens.train.reproduce.headroom`), or
+* it was trained with ``data.options.shuffle_easy: true`` — the easy block shuffled across
+  training examples, so only the hard feature predicts the label (the ceiling).
+
+Everything else is a treatment. Each treatment group is placed in the range between the floor
+and the ceiling of the same setting (the same values of every varying key other than the
+reference, the optimizer and its radius), and each perturbing optimizer is judged against the
+plain one by :func:`samlens.report.verdict.judge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from samlens._optional import require
+
+with require("report"):
+    import pandas as pd
+
+from samlens.report.load import Run, scalar_metrics
+from samlens.report.verdict import Estimate, Verdict, estimate, judge
+
+ROLE_KEY = "reference"
+FLOOR = "untrained (floor)"
+CEILING = "hard-only (ceiling)"
+#: Key in the recorded config of a floor run.
+FLOOR_MARK = "headroom"
+#: Data option of the stand-ins that shuffles the easy block across training examples.
+HARD_ONLY_KEY = "data.options.shuffle_easy"
+#: The hard feature is the label attribute of every stand-in.
+HARD_FEATURE = "probe_acc_label"
+FRACTION = "fraction_of_range"
+_PLAIN = ("sgd", "adam", "adamw")
+
+
+def role(config: dict[str, Any]) -> str | None:
+    """FLOOR, CEILING or None (a treatment) for a run's flattened config."""
+    if config.get(FLOOR_MARK) == "floor":
+        return FLOOR
+    if config.get(HARD_ONLY_KEY) is True:
+        return CEILING
+    return None
+
+
+def role_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the keys that mark a reference replaced by one ``reference`` key (first)."""
+    rest = {k: v for k, v in config.items() if k not in (FLOOR_MARK, HARD_ONLY_KEY)}
+    return {ROLE_KEY: role(config), **rest}
+
+
+def _finished(runs: Sequence[Run]) -> list[Run]:
+    return [r for r in runs if r.final and r.status != "failed"]
+
+
+def hard_estimate(runs: Sequence[Run], feature: str = HARD_FEATURE) -> Estimate | None:
+    """Mean ± SE over seeds of ``feature`` (one seed: binomial SE on its ``n_test``)."""
+    done = [scalar_metrics(r.final) for r in _finished(runs)]
+    values = [m[feature] for m in done if feature in m]
+    if not values:
+        return None
+    return estimate(values, [m.get("n_test", 0.0) for m in done if feature in m])
+
+
+@dataclass(frozen=True)
+class Row:
+    """One treatment group placed between its floor and ceiling."""
+
+    label: str
+    optimizer: str
+    probe: Estimate
+    fraction: float
+    fraction_se: float
+    verdict: Verdict | None  # None for the plain (baseline) optimizer
+    group: Any = None  # the samlens.report.tables.Group the row summarises
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """The references and rows of one setting."""
+
+    context: str
+    floor: Estimate
+    ceiling: Estimate
+    rows: list[Row]
+
+
+def _context(group: Any, keys: Sequence[str]) -> tuple[str, ...]:
+    return tuple(repr(v) for k, v in zip(keys, group.key) if k != ROLE_KEY and not k.startswith("optim."))
+
+
+def _context_label(group: Any, keys: Sequence[str]) -> str:
+    parts = [f"{k}={v}" for k, v in zip(keys, group.key) if k != ROLE_KEY and not k.startswith("optim.")]
+    return ", ".join(parts)
+
+
+def _role_of(group: Any, keys: Sequence[str]) -> str | None:
+    return group.key[list(keys).index(ROLE_KEY)] if ROLE_KEY in keys else None
+
+
+def short_name(group: Any, keys: Sequence[str]) -> str:
+    """``SGD``, ``SAM ρ=0.05``: the optimizer, its radius and any other optimizer key that varies."""
+    cfg = group.runs[0].config
+    name = str(cfg.get("optim.name")).upper()
+    parts = [name if cfg.get("optim.name") in _PLAIN else f"{name} ρ={cfg.get('optim.rho')}"]
+    parts += [
+        f"{k}={v}"
+        for k, v in zip(keys, group.key)
+        if k.startswith("optim.") and k not in ("optim.name", "optim.rho")
+    ]
+    return ", ".join(parts)
+
+
+def analyse(groups: Sequence[Any], keys: Sequence[str]) -> list[Headroom]:
+    """One :class:`Headroom` per setting that has both a floor and a ceiling with results."""
+
+    def label(group: Any) -> str:
+        return short_name(group, keys)
+
+    if ROLE_KEY not in keys:
+        return []
+    by_context: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    for group in groups:
+        slot = by_context.setdefault(_context(group, keys), {"floor": [], "ceiling": [], "rest": []})
+        kind = {FLOOR: "floor", CEILING: "ceiling"}.get(_role_of(group, keys) or "", "rest")
+        slot[kind].append(group)
+    out = []
+    for slot in by_context.values():
+        if not slot["floor"] or not slot["ceiling"] or not slot["rest"]:
+            continue
+        floor = hard_estimate([r for g in slot["floor"] for r in g.runs])
+        ceiling = hard_estimate([r for g in slot["ceiling"] for r in g.runs])
+        if floor is None or ceiling is None:
+            continue
+        treated = [(g, hard_estimate(g.runs)) for g in slot["rest"]]
+        treated = [(g, e) for g, e in treated if e is not None]
+        baseline = next(((g, e) for g, e in treated if _optimizer(g) in _PLAIN), None)
+        span = ceiling.mean - floor.mean
+        rows = []
+        for group, est in treated:
+            fraction = (est.mean - floor.mean) / span if span > 0 else float("nan")
+            fraction_se = est.se / span if span > 0 else float("nan")
+            verdict = None
+            if baseline is not None and group is not baseline[0]:
+                verdict = judge(
+                    floor,
+                    ceiling,
+                    baseline[1],
+                    est,
+                    baseline_name=label(baseline[0]),
+                    treatment_name=label(group),
+                )
+            rows.append(Row(label(group), _optimizer(group), est, fraction, fraction_se, verdict, group))
+        out.append(Headroom(_context_label(slot["rest"][0], keys), floor, ceiling, rows))
+    return out
+
+
+def _optimizer(group: Any) -> str:
+    return str(group.runs[0].config.get("optim.name"))
+
+
+def summary_rows(found: Sequence[Headroom], keys: Sequence[str]) -> pd.DataFrame:
+    """``fraction_of_range`` rows in the layout of :func:`samlens.report.tables.summarize`."""
+    rows = []
+    for headroom in found:
+        for row in headroom.rows:
+            entry: dict[str, Any] = dict(zip(keys, row.group.key))
+            entry.update(
+                group=row.group.label(keys),
+                metric=FRACTION,
+                mean=row.fraction,
+                se=row.fraction_se,
+                n=row.probe.n,
+            )
+            rows.append(entry)
+    return pd.DataFrame(rows, columns=[*keys, "group", "metric", "mean", "se", "n"])
+
+
+def _cell(fraction: float, se: float) -> str:
+    if fraction != fraction:  # NaN
+        return "n/a (no range)"
+    if se != se:
+        return f"{100 * fraction:.0f}%"
+    return f"{100 * fraction:.0f}% ± {100 * se:.0f}%"
+
+
+def blocks(found: Sequence[Headroom]) -> list[tuple[Any, ...]]:
+    """Report blocks: per setting a table of floor, ceiling and treatments, then the verdicts."""
+    if not found:
+        return []
+    out: list[tuple[Any, ...]] = [
+        ("h", 3, "Headroom: the hard feature between the untrained floor and the hard-only ceiling"),
+        (
+            "p",
+            "floor = the same architecture and initialisation, untrained, probed the same way; "
+            "ceiling = the same training with the easy block shuffled across training examples "
+            "(only the hard feature predicts the label); fraction of range = (probe − floor) / "
+            "(ceiling − floor). SE over seeds, or the binomial SE of the probe test set for one seed.",
+        ),
+    ]
+    for headroom in found:
+        if headroom.context:
+            out.append(("p", f"Setting: {headroom.context}."))
+        table = [
+            ["untrained (floor)", str(headroom.floor), "0%"],
+            ["hard-only (ceiling)", str(headroom.ceiling), "100%"],
+            *[[r.label, str(r.probe), _cell(r.fraction, r.fraction_se)] for r in headroom.rows],
+        ]
+        out.append(("table", ["setting", f"{HARD_FEATURE} (hard)", "fraction of range"], table))
+        for row in headroom.rows:
+            if row.verdict is not None:
+                out.append(("p", f"**{row.verdict.status}** ({row.label}): {row.verdict.sentence}"))
+    return out
+
+
+def verdict_lines(path: Any) -> list[str]:
+    """The headroom verdicts of the runs under ``path``, one line each (for console output)."""
+    from samlens.report.load import load_runs
+    from samlens.report.tables import group_runs, varying_keys
+
+    _, runs = load_runs(path)
+    keys = varying_keys(runs)
+    lines = []
+    for item in analyse(group_runs(runs, keys), keys):
+        for row in item.rows:
+            if row.verdict is not None:
+                lines.append(f"{row.verdict.status}: {row.verdict.sentence}")
+    return lines
