@@ -377,7 +377,7 @@ def test_loads_a_two_pass_lsam_checkpoint():
     new.load_state_dict(old.state_dict())
     assert torch.equal(
         new.state_dict()["state"][0]["momentum_buffer"],
-        old.state_dict()["base"]["state"][0]["momentum_buffer"],
+        old.state_dict()["state"][0]["momentum_buffer"],
     )
 
 

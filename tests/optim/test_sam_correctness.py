@@ -48,16 +48,90 @@ def test_resume_from_state_dict_is_bit_identical(base):
     assert opt2.param_groups is opt2.base_optimizer.param_groups  # still shared after loading
 
 
-def test_state_dict_holds_base_optimizer_state():
+def test_state_dict_has_torch_layout_with_base_state_and_sam_counters():
     x, y = batch()
     model = mlp()
     opt = _sgd_sam(model)
     opt.step(closure_for(model, opt, x, y))
     sd = opt.state_dict()
-    assert len(sd["base"]["state"]) == len(list(model.parameters()))
-    assert all("momentum_buffer" in s for s in sd["base"]["state"].values())
-    with pytest.raises(ValueError, match="not a SAM state_dict"):
-        opt.load_state_dict(opt.base_optimizer.state_dict())
+    assert set(sd) == {"state", "param_groups", "sam"}
+    base = opt.base_optimizer.state_dict()
+    assert sd["param_groups"] == base["param_groups"] and sd["param_groups"][0]["rho"] == 0.05
+    assert len(sd["state"]) == len(list(model.parameters()))
+    for i, s in sd["state"].items():
+        assert torch.equal(s["momentum_buffer"], base["state"][i]["momentum_buffer"])
+    assert sd["sam"]["step_count"] == 1 and sd["sam"]["sam_steps"] == 1
+    with pytest.raises(ValueError, match="not an optimizer state_dict"):
+        opt.load_state_dict({"momentum": 0.9})
+
+
+def _trained(steps=3, **kw):
+    x, y = batch()
+    model = mlp()
+    opt = build_optimizer("sam", model, base="adamw", lr=0.05, rho=0.05, **kw)
+    for _ in range(steps):
+        opt.step(closure_for(model, opt, x, y))
+    return model, opt
+
+
+def _continue(model, opt, steps=3):
+    x, y = batch()
+    for _ in range(steps):
+        opt.step(closure_for(model, opt, x, y))
+    return flat(model)
+
+
+def _fresh_copy(model, **kw):
+    resumed = mlp(seed=99)
+    resumed.load_state_dict(model.state_dict())
+    return resumed, build_optimizer("sam", resumed, base="adamw", lr=0.05, rho=0.05, **kw)
+
+
+def test_checkpoint_in_the_old_base_sam_layout_still_loads():
+    model, opt = _trained(interval=2)
+    old_layout = {"base": opt.base_optimizer.state_dict(), "sam": opt.state_dict()["sam"]}
+    resumed, opt2 = _fresh_copy(model, interval=2)
+    opt2.load_state_dict(copy.deepcopy(old_layout))
+    assert opt2.steps == 3 and opt2.sam_steps == 2
+    assert torch.equal(_continue(model, opt), _continue(resumed, opt2))
+
+
+def test_state_dict_saves_and_loads_with_weights_only():
+    model, opt = _trained()
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    resumed, opt2 = _fresh_copy(model)
+    opt2.load_state_dict(loaded)
+    assert opt2.steps == 3
+    assert torch.equal(_continue(model, opt), _continue(resumed, opt2))
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_optimizer_pickles_and_deep_copies(how):
+    import pickle
+
+    model, opt = _trained()
+    clone = pickle.loads(pickle.dumps(opt)) if how == "pickle" else copy.deepcopy(opt)
+    twin = clone.model  # copied together with the parameters it holds
+    assert [id(p) for p in twin.parameters()] == [id(p) for g in clone.param_groups for p in g["params"]]
+    assert clone.param_groups is clone.base_optimizer.param_groups
+    assert clone.steps == 3
+    assert torch.equal(_continue(model, opt), _continue(twin, clone))
+
+
+def test_torch_distributed_checkpoint_get_and_set_optimizer_state_dict():
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    model, opt = _trained()
+    osd = copy.deepcopy(get_optimizer_state_dict(model, opt))  # as saved: no tensor shared with opt
+    assert set(osd["state"]) == {n for n, _ in model.named_parameters()}
+    assert osd["param_groups"][0]["rho"] == 0.05
+    resumed, opt2 = _fresh_copy(model)
+    set_optimizer_state_dict(resumed, opt2, osd)  # on a fresh optimizer: no state yet
+    assert torch.equal(flat(resumed), flat(model))  # state initialisation moved nothing
+    assert torch.equal(_continue(model, opt), _continue(resumed, opt2))
 
 
 # 2 ------------------------------------------------------------------------------------------------
@@ -73,9 +147,29 @@ def test_closure_step_runs_both_passes_and_returns_clean_loss():
 
 
 def test_step_without_closure_is_a_clear_error():
-    opt = _sgd_sam(mlp())
+    model = mlp()
+    opt = _sgd_sam(model)
     with pytest.raises(ValueError, match="needs a closure"):
         opt.step()
+    # Only torch.distributed.checkpoint's state initialisation (every lr 0, every gradient zero) passes.
+    x, y = batch()
+    opt.param_groups[0]["lr"] = 0.0
+    with pytest.raises(ValueError, match="needs a closure"):
+        opt.step()  # no gradients at all
+    F.cross_entropy(model(x), y).backward()
+    with pytest.raises(ValueError, match="needs a closure"):
+        opt.step()  # a real gradient: this is a forgotten closure, not an initialisation
+
+
+def test_plain_optimizer_state_dict_keeps_counters_and_warns_under_periodic_sam():
+    model, opt = _trained(interval=2)
+    plain = opt.base_optimizer.state_dict()
+    _, opt2 = _fresh_copy(model)
+    opt2.load_state_dict(plain)  # interval 1: nothing to lose, no warning
+    _, opt3 = _fresh_copy(model, interval=2)
+    with pytest.warns(UserWarning, match="no 'sam' entry"):
+        opt3.load_state_dict(plain)
+    assert opt3.steps == 0
 
 
 # 4 ------------------------------------------------------------------------------------------------

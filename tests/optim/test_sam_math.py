@@ -148,7 +148,7 @@ def test_module_predicate_selects_parameter_subset():
         model=model,
         params_to_perturb=lambda name, module: name == "2",
     )
-    assert opt._perturb_ids == {id(p) for p in model[2].parameters()}
+    assert {id(p) for p in opt._perturb} == {id(p) for p in model[2].parameters()}
 
 
 def test_ascent_weight_decay_adds_l2_term_to_ascent_only():
@@ -223,3 +223,62 @@ def test_first_step_without_zero_grad_leaves_the_clean_gradient_intact():
     clean = [p.grad.clone() for p in model.parameters()]
     opt.first_step(zero_grad=False)
     assert all(torch.equal(p.grad, c) for p, c in zip(model.parameters(), clean))
+
+
+# float64 models: the ascent is computed in the wider of the parameter dtype and fp32 ------------------
+@pytest.mark.parametrize("geometry", ["sam", "asam_official", "asam_common"])
+@pytest.mark.parametrize("nonfinite", ["skip", "ignore"])  # host-scale and device-scale ascent paths
+def test_float64_rho_zero_equals_the_base_optimizer_exactly(geometry, nonfinite):
+    x, y = batch()
+    x = x.double()
+    model, ref = mlp().double(), mlp().double()
+    opt = SAM(
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4),
+        rho=0.0,
+        geometry=geometry,
+        model=model,
+        nonfinite=nonfinite,
+    )
+    base = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for _ in range(5):
+        opt.step(closure_for(model, opt, x, y))
+        base.zero_grad()
+        F.cross_entropy(ref(x), y).backward()
+        base.step()
+    assert torch.equal(flat(model), flat(ref))
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e39])  # squares overflow fp32; 1e39 is beyond fp32 itself
+@pytest.mark.parametrize("geometry", ["sam", "asam_common"])
+@pytest.mark.parametrize("nonfinite", ["skip", "ignore"])
+def test_float64_huge_gradient_still_ascends_and_steps(scale, geometry, nonfinite):
+    w0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    c = torch.tensor([3.0, 1.0, -2.0], dtype=torch.float64) * scale
+    w = nn.Parameter(w0.clone())
+    lr = 0.01 / scale
+    opt = SAM(torch.optim.SGD([w], lr=lr), rho=0.1, geometry=geometry, nonfinite=nonfinite)
+    (c * w).sum().backward()  # ∇ = c
+    assert opt.first_step()
+    t2 = torch.ones_like(w0) if geometry == "sam" else w0.abs() ** 2
+    t = t2.sqrt()
+    eps = 0.1 * t2 * c / ((t * c).norm() + 1e-12)
+    torch.testing.assert_close(w.detach(), w0 + eps, rtol=1e-15, atol=0)
+    assert opt.skipped_ascents == 0
+    (c * w).sum().backward()
+    opt.second_step()
+    assert opt.skipped_steps == 0
+    torch.testing.assert_close(w.detach(), w0 - lr * c, rtol=1e-15, atol=0)
+
+
+def test_mixed_float64_and_float32_parameters_share_one_float64_norm():
+    a0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    b0 = torch.tensor([0.5, -1.0, 3.0], dtype=torch.float32)
+    ga = torch.tensor([1e20, -3e20], dtype=torch.float64)
+    gb = torch.tensor([2.0, 1.0, -1.0], dtype=torch.float32)
+    a, b = nn.Parameter(a0.clone()), nn.Parameter(b0.clone())
+    opt = SAM(torch.optim.SGD([a, b], lr=0.1), rho=0.5)
+    a.grad, b.grad = ga.clone(), gb.clone()
+    assert opt.first_step()
+    norm = torch.cat([ga, gb.double()]).norm()
+    torch.testing.assert_close(a.detach(), a0 + 0.5 * ga / norm, rtol=1e-15, atol=0)
+    assert torch.equal(b.detach(), (b0.double() + 0.5 * gb.double() / norm).float())

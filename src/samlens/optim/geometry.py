@@ -8,22 +8,29 @@ All three solve max_{‖T⁻¹ε‖₂ ≤ ρ} gᵀε, giving ε = ρ T² g / �
   biases do not); other tensors use T = 1.
 * ``asam_common``    — T = |w| on every tensor (η = 0), as in the widely copied PyTorch SAM.
 
-Norms are computed in fp32 whatever the parameter dtype.
+Everything is computed in the wider of the parameter dtype and fp32 (``compute_dtype``): fp32 for
+bf16/fp16/fp32 parameters, fp64 for fp64 parameters.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 GEOMETRIES = ("sam", "asam_official", "asam_common")
 DEFAULT_ETA = {"sam": 0.0, "asam_official": 0.01, "asam_common": 0.0}
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the ascent is computed in: never narrower than fp32, never narrower than ``dtype``."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def scaling(param: Tensor, geometry: str, eta: float, is_weight: bool) -> Tensor | None:
-    """Return T for ``param`` (fp32), or None where T is the identity."""
+    """Return T for ``param`` (in ``compute_dtype(param.dtype)``), or None where T is the identity."""
     if geometry == "sam" or (geometry == "asam_official" and not is_weight):
         return None
-    t = param.detach().float().abs()
+    t = param.detach().to(compute_dtype(param.dtype)).abs()
     if eta:
         t.add_(eta)
     return t

@@ -7,11 +7,14 @@ Design choices (each guards against a failure seen in other implementations):
 
 * ``param_groups`` *is* the base optimizer's list (``WrappedOptimizer``), so LR schedulers work on
   either object.
-* ``state_dict()`` holds the base optimizer's state (momentum, Adam moments) plus SAM's counters,
-  so a resumed run continues bit-identically.
+* ``state_dict()`` is torch's layout — the base optimizer's ``state`` (momentum, Adam moments) and
+  ``param_groups`` (with each group's ``rho``) — plus a ``sam`` entry with SAM's counters, so a
+  resumed run continues bit-identically, ``torch.distributed.checkpoint`` can handle it, and it loads
+  with ``torch.load(..., weights_only=True)``.
 * θ is saved before the ascent and restored with ``copy_`` — never by subtraction (which random-walks
   low-precision weights) and never by rebinding ``.data`` (which breaks views into flat buffers).
-* The ascent is computed in fp32 and applied with a single rounding.
+* The ascent is computed in the wider of the parameter dtype and fp32 (fp32 for bf16/fp16, fp64
+  for fp64 models) and applied with a single rounding.
 * The hot path has no host synchronisation; the only one is the optional non-finite check before
   the base step (``nonfinite="skip"``), the same read GradScaler performs.
 * Parameters without a gradient in a pass are simply not perturbed; the base optimizer still steps
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,9 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers
-from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, is_weight_tensor, scaling
+from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, scaling
 from samlens.optim.rng import RNGState
-from samlens.optim.wrapper import WrappedOptimizer
+from samlens.optim.wrapper import WrappedOptimizer, base_state_dict
 
 Closure = Callable[[], Tensor]
 ParamSelector = Iterable[Tensor] | Callable[[str, nn.Module], bool]
@@ -113,9 +117,12 @@ class SAM(WrappedOptimizer):
         self.nonfinite = nonfinite
 
         all_params = [p for g in self.param_groups for p in g["params"]]
-        self._perturb_ids = self._select(params_to_perturb, model, all_params)
+        # Keyed by the tensors themselves (hashed by identity, like torch's optimizer state), so
+        # that pickle and copy.deepcopy carry the sets over to the copied parameters.
+        chosen = self._select(params_to_perturb, model, all_params)
+        self._perturb: set[Tensor] = {p for p in all_params if id(p) in chosen}
         names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
-        self._is_weight = {id(p): is_weight_tensor(names.get(id(p)), p) for p in all_params}
+        self._is_weight: dict[Tensor, bool] = {p: is_weight_tensor(names.get(id(p)), p) for p in all_params}
 
         # Counters: host ints for the schedule, device tensors for events found on the device.
         self._step_count = 0
@@ -133,8 +140,8 @@ class SAM(WrappedOptimizer):
         self.base_optimizer.add_param_group(param_group)
         self.param_groups[-1]["rho"] = rho
         for p in self.param_groups[-1]["params"]:
-            self._perturb_ids.add(id(p))
-            self._is_weight[id(p)] = is_weight_tensor(None, p)
+            self._perturb.add(p)
+            self._is_weight[p] = is_weight_tensor(None, p)
 
     @staticmethod
     def _select(
@@ -190,22 +197,24 @@ class SAM(WrappedOptimizer):
             (p, g)
             for g in self.param_groups
             for p in g["params"]
-            if id(p) in self._perturb_ids and p.grad is not None
+            if p in self._perturb and p.grad is not None
         ]
 
     def _ascent_gradient(self, p: Tensor, group: dict[str, Any], inv_scale: Tensor | None) -> Tensor:
-        g = p.grad.detach().float()
+        dtype = compute_dtype(p.dtype)
+        g = p.grad.detach().to(dtype)
         if inv_scale is not None:
-            g = g * inv_scale
+            g = g * inv_scale.to(dtype)
         if self.ascent_weight_decay and group.get("weight_decay", 0.0):
-            g = g.add(p.detach().float(), alpha=group["weight_decay"])
+            g = g.add(p.detach().to(dtype), alpha=group["weight_decay"])
         return g
 
     @torch.no_grad()
     def _ascend(self, consume_grads: bool = True) -> None:
         """θ ← θ + ε from the gradients in ``.grad``; saves θ for an exact restore.
 
-        With ``consume_grads`` the fp32 gradients are used as scratch space (they are zeroed next).
+        With ``consume_grads`` gradients already in the compute dtype are used as scratch space
+        (they are zeroed next).
         """
         pairs = self._perturbable()
         self._perturbed = []
@@ -213,12 +222,12 @@ class SAM(WrappedOptimizer):
             return
         inv_scale = None
         if self.grad_scaler is not None and self.grad_scaler.is_enabled() and self.ascent_weight_decay:
-            inv_scale = self.grad_scaler._scale.double().reciprocal().float()  # no sync
+            inv_scale = self.grad_scaler._scale.double().reciprocal()  # no sync
 
         directions, identity, squares = [], [], []
         for p, group in pairs:
             g = self._ascent_gradient(p, group, inv_scale)
-            t = scaling(p, self.geometry, self.eta, self._is_weight[id(p)])
+            t = scaling(p, self.geometry, self.eta, self._is_weight[p])
             if t is None:
                 if not consume_grads and g.data_ptr() == p.grad.data_ptr():
                     g = g.clone()
@@ -229,14 +238,17 @@ class SAM(WrappedOptimizer):
                 squares.append(tg.pow(2).sum())
                 directions.append(tg.mul_(t))  # T²g
         device = pairs[0][0].device
+        # One norm over every perturbed tensor, in the widest compute dtype among them (fp64 as soon
+        # as one parameter is fp64, so a huge fp64 gradient cannot overflow an fp32 square).
+        acc = torch.float64 if any(d.dtype == torch.float64 for d in directions) else torch.float32
         norm = None
         if identity:  # one fused norm over the identity-T tensors, no temporaries
             per_tensor = torch._foreach_norm(identity)
-            norm = torch.linalg.vector_norm(torch.stack([n.to(device) for n in per_tensor]))
+            norm = torch.linalg.vector_norm(torch.stack([n.to(device, acc) for n in per_tensor]))
         if squares:
             if norm is not None:
                 squares.append(norm.square())
-            norm = torch.stack([q.to(device) for q in squares]).sum().sqrt()
+            norm = torch.stack([q.to(device, acc) for q in squares]).sum().sqrt()
         # A host read is free on the CPU, where each scalar-tensor op costs as much as a small
         # kernel: there the scale is a Python float and a non-finite norm skips the ascent outright.
         # Elsewhere, and whenever the step must stay sync-free (nonfinite="ignore", compiling), the
@@ -263,30 +275,31 @@ class SAM(WrappedOptimizer):
             olds.append(old)
         params = [p for p, _ in pairs]
         torch._foreach_copy_(olds, params)
-        # fp32 tensors on the norm's device go through fused foreach kernels, bucketed by rho;
-        # everything else (other devices, low precision) takes the per-tensor path.
-        buckets: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+        # Tensors already in their compute dtype (fp32, fp64) on the norm's device go through fused
+        # foreach kernels, bucketed by rho and dtype; everything else (other devices, low precision)
+        # takes the per-tensor path.
+        buckets: dict[tuple[float, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
         for (p, group), d, old in zip(pairs, directions, olds):
             rho = group["rho"]
             if rho not in scales:
                 scales[rho] = inv_norm * rho
             if sanitise:  # only non-finite when the scale is 0
                 torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)
-            if p.dtype == torch.float32 and p.device == device:
-                bucket = buckets.setdefault(rho, ([], []))
+            if p.dtype == d.dtype and p.device == device:
+                bucket = buckets.setdefault((rho, d.dtype), ([], []))
                 bucket[0].append(p)
                 bucket[1].append(d)
                 continue
             scale = scales[rho]
             step = d * (scale.to(p.device) if isinstance(scale, Tensor) else scale)
-            if p.dtype == torch.float32:
+            if p.dtype == d.dtype:
                 p.add_(step)
-            else:  # one rounding from the fp32 result, not two
-                p.copy_(old.float().add_(step))
-        for rho, (ps, ds) in buckets.items():
+            else:  # one rounding from the compute-dtype result, not two
+                p.copy_(old.to(d.dtype).add_(step))
+        for (rho, dtype), (ps, ds) in buckets.items():
             scale = scales[rho]
             if isinstance(scale, Tensor):
-                torch._foreach_mul_(ds, scale)  # the directions are scratch (or the consumed grads)
+                torch._foreach_mul_(ds, scale.to(dtype))  # the directions are scratch (or consumed grads)
                 torch._foreach_add_(ps, ds)
             else:
                 torch._foreach_add_(ps, ds, alpha=scale)
@@ -310,12 +323,14 @@ class SAM(WrappedOptimizer):
         if not grads:
             return True
         device = grads[0].device
+        # Reduce in the compute dtype: an fp64 gradient beyond fp32's range is finite, not inf.
+        acc = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
         if all(g.device.type == "cpu" for g in grads):
-            totals = [g.detach().sum(dtype=torch.float32) for g in grads]
+            totals = [g.detach().sum(dtype=compute_dtype(g.dtype)) for g in grads]
         else:
-            fp32 = [g.detach().float() if g.dtype != torch.float32 else g for g in grads]
-            totals = torch._foreach_norm(fp32)
-        return math.isfinite(torch.stack([t.to(device) for t in totals]).sum().item())
+            wide = [g.detach().to(compute_dtype(g.dtype)) for g in grads]
+            totals = torch._foreach_norm(wide)
+        return math.isfinite(torch.stack([t.to(device, acc) for t in totals]).sum().item())
 
     def _descend(self) -> None:
         """Base step with the gradients in ``.grad`` (the parameters are already restored)."""
@@ -414,6 +429,9 @@ class SAM(WrappedOptimizer):
         (ascent) pass, forward and backward — e.g. DDP's ``no_sync()`` for per-device ascent.
         """
         if closure is None:
+            if self._is_state_initialisation():
+                self.base_optimizer.step()
+                return None  # type: ignore[return-value]
             raise ValueError(
                 "SAM.step needs a closure (zero_grad + forward + backward, returning the loss); "
                 "for a custom loop use first_step() and second_step()"
@@ -435,6 +453,17 @@ class SAM(WrappedOptimizer):
         closure()
         self.second_step()
         return loss
+
+    @torch.no_grad()
+    def _is_state_initialisation(self) -> bool:
+        """Whether a closure-less step is the optimizer-state initialisation of
+        ``torch.distributed.checkpoint.state_dict`` (every learning rate 0, every gradient zero):
+        a base step that cannot move any parameter, so it is passed through."""
+        for group in self.param_groups:
+            if float(group.get("lr", 1.0)) != 0.0:
+                return False
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        return bool(grads) and not any(bool(g.any()) for g in grads)
 
     def accumulate_step(self, closure: Callable[[int], Tensor], num_micro_batches: int, mode: str) -> Tensor:
         """A SAM step over ``num_micro_batches`` micro-batches (gradient accumulation).
@@ -495,8 +524,10 @@ class SAM(WrappedOptimizer):
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """torch's layout (``state``, ``param_groups``) of the base optimizer plus ``sam``: counters and
+        settings. Only tensors, numbers, strings, lists and dicts (``weights_only=True`` loads it)."""
         return {
-            "base": self.base_optimizer.state_dict(),
+            **self.base_optimizer.state_dict(),
             "sam": {
                 "step_count": self._step_count,
                 "sam_steps": self._sam_steps,
@@ -508,13 +539,18 @@ class SAM(WrappedOptimizer):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        if not isinstance(state_dict, dict) or "base" not in state_dict or "sam" not in state_dict:
-            raise ValueError(
-                "not a SAM state_dict (expected keys 'base' and 'sam'); "
-                "a plain optimizer state_dict lacks SAM's counters"
-            )
-        sam = state_dict["sam"]
-        self.base_optimizer.load_state_dict(state_dict["base"])
+        """Load ``state_dict()``'s layout, the earlier ``{"base", "sam"}`` layout, or a plain optimizer
+        state dict (e.g. from ``torch.distributed.checkpoint``), which keeps SAM's counters as they are."""
+        self.base_optimizer.load_state_dict(base_state_dict(state_dict))
+        sam = state_dict.get("sam")
+        if sam is None:
+            if self.interval > 1:
+                warnings.warn(
+                    "the optimizer state_dict has no 'sam' entry: the periodic-SAM schedule "
+                    f"(interval={self.interval}) continues from step {self._step_count}",
+                    stacklevel=2,
+                )
+            return
         self._step_count = int(sam["step_count"])
         self._sam_steps = int(sam["sam_steps"])
         self._skipped = int(sam["skipped"])

@@ -2,7 +2,9 @@
 
 ``torch.optim.Optimizer.__init__`` would build a second ``param_groups`` list; a wrapper instead
 *shares* the base optimizer's list, so an LR scheduler attached to either object changes the one
-learning rate that is used, and ``state_dict`` carries the base optimizer's momentum / moments.
+learning rate that is used, and ``state_dict`` carries the base optimizer's momentum / moments in
+torch's layout (``state``, ``param_groups``), which tools such as
+``torch.distributed.checkpoint.state_dict`` rely on.
 """
 
 from __future__ import annotations
@@ -51,8 +53,30 @@ class WrappedOptimizer(torch.optim.Optimizer):
     def defaults(self, value: dict[str, Any]) -> None:
         self.base_optimizer.defaults = value
 
+    # torch.optim.Optimizer pickles only defaults/state/param_groups, which would lose the base
+    # optimizer (and break pickle, copy.deepcopy and multiprocessing): keep the whole object.
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         return self.base_optimizer.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        self.base_optimizer.load_state_dict(state_dict)
+        self.base_optimizer.load_state_dict(base_state_dict(state_dict))
+
+
+def base_state_dict(state_dict: Any) -> dict[str, Any]:
+    """The base optimizer's part of a wrapper's state dict, in torch's layout.
+
+    Accepts torch's layout (``state``, ``param_groups``, any extra keys) and the earlier SAM layout
+    ``{"base": ..., "sam": ...}`` that old checkpoints hold.
+    """
+    if isinstance(state_dict, dict) and "state" in state_dict and "param_groups" in state_dict:
+        return {"state": state_dict["state"], "param_groups": state_dict["param_groups"]}
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("base"), dict):
+        return base_state_dict(state_dict["base"])
+    keys = sorted(map(str, state_dict)) if isinstance(state_dict, dict) else type(state_dict).__name__
+    raise ValueError(f"not an optimizer state_dict (expected keys 'state' and 'param_groups'; got {keys})")
