@@ -1,5 +1,8 @@
 """``samlens data list`` / ``describe``: output, files written, and one-line errors with nothing written."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,3 +125,95 @@ def test_unknown_option_of_a_nested_command_names_that_command(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == "samlens data list: error: unrecognized arguments: --bar; valid options: --help"
+
+
+# ------------------------------------------------------------------ malformed real-format datasets
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from data_formats import write_celeba, write_cifar, write_mnist, write_pacs, write_waterbirds  # noqa: E402
+
+
+def _waterbirds_header_only(root):
+    write_waterbirds(root)
+    (root / "metadata.csv").write_text("img_id,img_filename,y,split,place,place_filename\n")
+    return root, "metadata.csv: no data rows; expected one row per image", []
+
+
+def _waterbirds_without_val(root):
+    write_waterbirds(root)
+    lines = (root / "metadata.csv").read_text().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if line.split(",")[3] != "1"]
+    (root / "metadata.csv").write_text("\n".join(kept) + "\n")
+    return root, "metadata.csv: no rows with split 1 (val); expected rows for train (0) and val (1)", []
+
+
+def _celeba_without_val(root):
+    write_celeba(root)
+    part = root / "list_eval_partition.txt"
+    part.write_text(part.read_text().replace(" 1\n", " 0\n"))
+    return root, "list_eval_partition.txt: no rows with partition 1 (val)", []
+
+
+def _domainbed_empty_class_folders(root):
+    write_pacs(root, {"art_painting": 2, "cartoon": 2, "photo": 2, "sketch": 2})
+    for image in (root / "PACS").rglob("*.jpg"):
+        image.unlink()
+    return root, "PACS/art_painting: no images in its class folders", []
+
+
+def _image_size_not_a_number(root):
+    write_waterbirds(root)
+    return root, "image_size must be an integer in 8..1024, got 'abc'", ["-o", "image_size=abc"]
+
+
+def _holdout_fraction_not_a_number(root):
+    write_pacs(root, {"art_painting": 2, "cartoon": 2, "photo": 2, "sketch": 2})
+    return root, "holdout_fraction must be a number in (0, 1), got 'abc'", ["-o", "holdout_fraction=abc"]
+
+
+def _cifar_batch(length: int):
+    def make(root):
+        write_cifar(root, {"train": {1: 3, 9: 3}, "test": {1: 2, 9: 2}})
+        write_mnist(root / "MNIST" / "raw", {"train": 3, "test": 2})
+        # A pickle whose BINBYTES8 length field is absurd: OverflowError (> 2**63) or MemoryError.
+        batch = root / "cifar-10-batches-py" / "data_batch_2"
+        batch.write_bytes(b"\x80\x04\x8e" + length.to_bytes(8, "little"))
+        return root, f"{root / 'cifar-10-batches-py'}: cannot read CIFAR-10 batch", []
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("waterbirds", _waterbirds_header_only),
+        ("waterbirds", _waterbirds_without_val),
+        ("celeba", _celeba_without_val),
+        ("domainbed", _domainbed_empty_class_folders),
+        ("waterbirds", _image_size_not_a_number),
+        ("domainbed", _holdout_fraction_not_a_number),
+        ("cifar_mnist", _cifar_batch(2**63 + 5)),
+        ("cifar_mnist", _cifar_batch(2**62)),
+    ],
+    ids=[
+        "waterbirds-header-only", "waterbirds-no-val", "celeba-no-val", "domainbed-empty-classes",
+        "image-size-abc", "holdout-fraction-abc", "cifar-overflow", "cifar-memory",
+    ],
+)  # fmt: skip
+def test_malformed_dataset_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, name, make):
+    root, expected, options = make(tmp_path / "data")
+    out_dir = tmp_path / "out"
+    code = main(["data", "describe", name, "--root", str(root), *options, "--out", str(out_dir)])
+    assert code == 2
+    _assert_one_line_error(capsys, expected)
+    assert not out_dir.exists()
+
+
+def test_cifar_mnist_val_fraction_0_describes_an_empty_val(tmp_path, capsys):
+    write_cifar(tmp_path, {"train": {1: 6, 9: 5}, "test": {1: 3, 9: 3}})
+    write_mnist(tmp_path / "MNIST" / "raw", {"train": 4, "test": 2})
+    args = ["data", "describe", "cifar_mnist", "--root", str(tmp_path), "-o", "val_fraction=0"]
+    assert main([*args, "--split", "val", "--out", str(tmp_path / "out")]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    # per class n = min(6, 5, 4, 4) = 4 in train, all kept; test min(3, 3, 2, 2) = 2
+    assert lines["total"][1:] == ["8", "0", "4", "8", "4"]
+    assert (tmp_path / "out" / "examples.png").is_file()

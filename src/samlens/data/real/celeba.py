@@ -9,12 +9,14 @@ import numpy as np
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.real.common import (
     FileImages,
+    check_bool,
     check_files_exist,
     check_image_size,
     int_column,
     photo_transforms,
     read_csv,
     require_dir,
+    require_rows,
     split_halves,
 )
 from samlens.data.registry import register_dataset
@@ -95,6 +97,7 @@ def celeba(
     halves of ``val`` (seeded, stratified by group).
     """
     image_size = check_image_size(image_size)
+    augment = check_bool("augment", augment)
     folder = require_dir(root, "CelebA (img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)")
     if (folder / "celeba").is_dir() and not (folder / "img_align_celeba").is_dir():
         folder = folder / "celeba"
@@ -119,7 +122,8 @@ def celeba(
     check_files_exist(images_dir, names, attr_path)
     labels = (values[:, columns[0]] == 1).astype(np.int64)
     others = (values[:, columns[1]] == 1).astype(np.int64)
-    codes = np.array([partition[n] for n in names])
+    codes = np.array([partition[n] for n in names], dtype=np.int64)
+    require_rows(part_path, codes, "partition")
     train_tf, eval_tf = photo_transforms(image_size, "center178", "rrc")
     if not augment:
         train_tf = eval_tf

@@ -15,9 +15,9 @@ from samlens.data.base import SpuriousDataset
 from samlens.data.dominoes import BlockPool, build_dominoes, select_classes
 from samlens.data.idx import load_mnist_split
 from samlens.data.pairing import check_classes, check_fraction, partition_per_class
-from samlens.data.real.common import require_dir
+from samlens.data.real.common import check_bool, require_dir
 from samlens.data.registry import register_dataset
-from samlens.errors import DatasetFormatError
+from samlens.errors import ConfigError, DatasetFormatError
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -56,7 +56,11 @@ def read_cifar10(root: Path, train: bool, download: bool) -> tuple[np.ndarray, n
                 )
     try:
         data = reader(str(root), train=train, download=download)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
+    except (
+        pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+        ImportError, OverflowError, MemoryError,
+    ) as err:  # fmt: skip
+        # A corrupt pickle can raise any of these (a huge length field gives Overflow/MemoryError).
         raise DatasetFormatError(
             f"{batches}: cannot read CIFAR-10 batch ({type(err).__name__}: {err}); expected pickled dicts "
             "with 'data' (N x 3072 uint8) and 'labels'"
@@ -103,7 +107,11 @@ def cifar_mnist(
     """
     cifar_classes = check_classes("cifar_classes", cifar_classes, 10)
     mnist_classes = check_classes("mnist_classes", mnist_classes, 10)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+        raise ConfigError(f"val_fraction must be a number in [0, 1], got {val_fraction!r}")
     val_fraction = check_fraction("val_fraction", val_fraction)
+    randomize = check_bool("randomize", randomize)
+    download = check_bool("download", download)
     if download:
         with require("data"):
             from torchvision.datasets import MNIST
@@ -128,6 +136,14 @@ def cifar_mnist(
             per_class["test"] = per_class["probe_test"] = n
             continue
         n_val = int(round(val_fraction * n))
+        if n_val == 0:
+            # No val examples: the dominoes still need a val pool to draw from, so hand them the
+            # train pools with a per-class size of 0; the val split comes out empty.
+            label_pools["train"] = label_pools["val"] = cifar
+            other_pools["train"] = other_pools["val"] = mnist
+            per_class["val"], per_class["train"] = 0, n
+            per_class["probe_train"] = n
+            continue
         for pool, target in ((cifar, label_pools), (mnist, other_pools)):
             fractions = (n_val / np.bincount(pool.labels).min(), 1 - n_val / np.bincount(pool.labels).min())
             val_idx, train_idx = partition_per_class(pool.labels, fractions, rng)

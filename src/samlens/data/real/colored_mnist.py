@@ -9,7 +9,7 @@ import torch
 
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.idx import load_mnist_split
-from samlens.data.real.common import require_dir
+from samlens.data.real.common import check_int, check_open_fraction, require_dir
 from samlens.data.real.domainbed import in_out_split, seed_hash
 from samlens.data.registry import register_dataset
 from samlens.errors import ConfigError
@@ -51,8 +51,10 @@ def colored_mnist(
     Splits: train = ``in`` of the two training environments, val = their ``out``, test = ``in``
     of ``test_env`` (default 2, the 90% one), test_out = its ``out``. Group = 2*label + colour.
     """
-    if test_env not in range(len(ENVIRONMENTS)):
-        raise ConfigError(f"test_env must be 0, 1 or 2, got {test_env}")
+    if isinstance(test_env, bool) or test_env not in range(len(ENVIRONMENTS)):
+        raise ConfigError(f"test_env must be 0, 1 or 2, got {test_env!r}")
+    holdout_fraction = check_open_fraction("holdout_fraction", holdout_fraction)
+    trial_seed = check_int("trial_seed", trial_seed, 0)
     folder = require_dir(root, "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)")
     train_x, train_y = load_mnist_split(folder, "train")
     test_x, test_y = load_mnist_split(folder, "test")

@@ -141,7 +141,7 @@ class FileImages:
 
 def split_halves(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two halves of an index set, stratified by group (for probe_train / probe_test)."""
-    first, second = [], []
+    first, second = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for g in np.unique(groups):
         idx = rng.permutation(np.flatnonzero(groups == g))
         first.append(idx[: len(idx) // 2])
@@ -150,9 +150,46 @@ def split_halves(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def check_image_size(image_size: int) -> int:
+    return check_int("image_size", image_size, 8, 1024)
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """An integer option in ``low..high`` (YAML gives ints; strings, floats and booleans are refused)."""
     from samlens.errors import ConfigError
 
-    image_size = int(image_size)
-    if not 8 <= image_size <= 1024:
-        raise ConfigError(f"image_size must be in 8..1024, got {image_size}")
-    return image_size
+    bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an integer {bounds}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{name} must be an integer {bounds}, got {value!r}")
+    return int(value)
+
+
+def check_open_fraction(name: str, value: object) -> float:
+    """A number strictly between 0 and 1 (a held-out fraction that must leave both parts non-empty)."""
+    from samlens.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value < 1:
+        raise ConfigError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    from samlens.errors import ConfigError
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def require_rows(path: Path, codes: np.ndarray, column: str) -> None:
+    """Rows for train (code 0) and val (code 1) must exist: training needs the one, and the probe
+    splits are the two halves of the other. An empty test split is allowed (it is skipped)."""
+    if len(codes) == 0:
+        raise DatasetFormatError(f"{path}: no data rows; expected one row per image")
+    for split, code in (("train", 0), ("val", 1)):
+        if not np.any(codes == code):
+            raise DatasetFormatError(
+                f"{path}: no rows with {column} {code} ({split}); expected rows for train (0) and val (1), "
+                "whose halves are the probe splits"
+            )

@@ -9,7 +9,15 @@ import numpy as np
 
 from samlens._optional import require
 from samlens.data.base import SplitData, SpuriousDataset
-from samlens.data.real.common import check_image_size, load_rgb, photo_transforms, require_dir, split_halves
+from samlens.data.real.common import (
+    check_image_size,
+    check_int,
+    check_open_fraction,
+    load_rgb,
+    photo_transforms,
+    require_dir,
+    split_halves,
+)
 from samlens.data.registry import register_dataset
 from samlens.errors import ConfigError, DatasetFormatError
 
@@ -76,10 +84,10 @@ def domainbed(
     test_out = ``out`` of ``test_domain``; probe_train / probe_test = two halves (seeded,
     stratified by group) of the ``out`` splits of all domains. Group = class * num_domains + domain.
     """
-    if dataset not in LAYOUTS:
+    if not isinstance(dataset, str) or dataset not in LAYOUTS:
         raise ConfigError(f"unknown DomainBed dataset {dataset!r}; valid: {', '.join(LAYOUTS)}")
-    if not 0.0 < float(holdout_fraction) < 1.0:
-        raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    holdout_fraction = check_open_fraction("holdout_fraction", holdout_fraction)
+    trial_seed = check_int("trial_seed", trial_seed, 0)
     image_size = check_image_size(image_size)
     num_classes, expected_domains = LAYOUTS[dataset]
     base = require_dir(root, f"DomainBed data (a {dataset}/ folder)")
@@ -104,6 +112,12 @@ def domainbed(
                 )
         elif env.classes != classes:
             raise DatasetFormatError(f"{folder / domain}: class folders differ from {folder / domains[0]}")
+        if not env.samples:
+            # An empty domain would silently vanish from train/val/test and from the groups' counts.
+            raise DatasetFormatError(
+                f"{folder / domain}: no images in its class folders; expected "
+                "<class>/<image> files (JPEG/PNG) in every domain"
+            )
         paths = [p for p, _ in env.samples]
         targets = np.array([t for _, t in env.samples], dtype=np.int64)
         in_idx, out_idx = in_out_split(len(paths), holdout_fraction, seed_hash(trial_seed, d))

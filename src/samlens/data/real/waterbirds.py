@@ -9,6 +9,7 @@ import numpy as np
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.real.common import (
     FileImages,
+    check_bool,
     check_files_exist,
     check_image_size,
     int_column,
@@ -16,6 +17,7 @@ from samlens.data.real.common import (
     read_csv,
     require_dir,
     require_file,
+    require_rows,
     split_halves,
 )
 from samlens.data.registry import register_dataset
@@ -38,12 +40,14 @@ def waterbirds(
     of ``val`` (seeded, stratified by group), as in DFR: fit a probe on one, score on the other.
     """
     image_size = check_image_size(image_size)
+    augment = check_bool("augment", augment)
     folder = require_dir(root, "Waterbirds (species folders and metadata.csv)")
     meta_path = require_file(folder / "metadata.csv", f"CSV with columns {', '.join(COLUMNS)}")
     table = read_csv(meta_path, COLUMNS)
     y = int_column(table, "y", (0, 1), meta_path)
     place = int_column(table, "place", (0, 1), meta_path)
     split = int_column(table, "split", (0, 1, 2), meta_path)
+    require_rows(meta_path, split, "split")
     names = table["img_filename"].astype(str).tolist()
     check_files_exist(folder, names, meta_path)
     train_tf, eval_tf = photo_transforms(image_size, "resize-center", "rrc")
