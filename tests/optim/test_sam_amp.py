@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from samlens.optim import SAM
 
-from .helpers import batch, flat, mlp
+from .helpers import batch, flat, mlp, reference_sam_grads
 
 
 def _scaled_closure(model, opt, scaler, x, y, bad_pass=None):
@@ -103,3 +103,33 @@ def test_inf_in_second_pass_restores_skips_and_updates_scale_once():
     opt.step(closure)
     assert not torch.equal(flat(model), before)
     assert scaler.get_scale() == 2.0**9
+
+
+def test_max_grad_norm_under_grad_scaler_clips_the_unscaled_update_gradient():
+    x, y = batch()
+    model, scaler, opt = _setup(max_grad_norm=0.05)
+    ref = copy.deepcopy(model)
+    base = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        closure, calls = _scaled_closure(model, opt, scaler, x, y)
+        opt.step(closure)
+        assert len(calls) == 2
+        grads = reference_sam_grads(ref, x, y, 0.05)
+        total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))  # clip_grad_norm_ by hand
+        coef = min(1.0, 0.05 / (total.item() + 1e-6))
+        assert coef < 1.0
+        for p, g in zip(ref.parameters(), grads):
+            p.grad = g * coef
+        base.step()
+    assert torch.allclose(flat(model), flat(ref), atol=1e-6)
+    assert scaler.get_scale() == 2.0**10 and opt.skipped_steps == 0
+
+
+def test_max_grad_norm_under_grad_scaler_still_skips_an_inf_step():
+    x, y = batch()
+    model, scaler, opt = _setup(max_grad_norm=0.05)
+    before = flat(model).clone()
+    closure, _ = _scaled_closure(model, opt, scaler, x, y, bad_pass=2)
+    opt.step(closure)
+    assert torch.equal(flat(model), before)
+    assert opt.skipped_steps == 1 and scaler.get_scale() == 2.0**9

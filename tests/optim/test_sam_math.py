@@ -282,3 +282,52 @@ def test_mixed_float64_and_float32_parameters_share_one_float64_norm():
     norm = torch.cat([ga, gb.double()]).norm()
     torch.testing.assert_close(a.detach(), a0 + 0.5 * ga / norm, rtol=1e-15, atol=0)
     assert torch.equal(b.detach(), (b0.double() + 0.5 * gb.double() / norm).float())
+
+
+# max_grad_norm: the descent gradient is clipped before the base step ------------------------------
+def _clipped(grads, max_norm):
+    """clip_grad_norm_ by hand: scale by min(1, max_norm / (‖g‖ + 1e-6))."""
+    total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    coef = min(1.0, max_norm / (total.item() + 1e-6))
+    return [g * coef for g in grads]
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 100.0])  # clipping active / inactive
+@pytest.mark.parametrize("interval", [1, 2])  # SAM steps and periodic-SAM clean steps
+def test_max_grad_norm_clips_the_update_gradient(max_norm, interval):
+    x, y = batch()
+    model, ref = mlp(), mlp()
+    opt = SAM(
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        rho=0.05,
+        interval=interval,
+        max_grad_norm=max_norm,
+    )
+    base = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for step in range(4):
+        opt.step(closure_for(model, opt, x, y))
+        rho = 0.05 if step % interval == 0 else 0.0  # a clean step is SAM with rho = 0
+        for p, g in zip(ref.parameters(), _clipped(reference_sam_grads(ref, x, y, rho), max_norm)):
+            p.grad = g.float()
+        base.step()
+    assert (flat(model) - flat(ref)).abs().max() < 1e-6
+    if max_norm == 0.05:  # the clip was active, so leaving it out would differ
+        unclipped = mlp()
+        base_u = torch.optim.SGD(unclipped.parameters(), lr=0.1, momentum=0.9)
+        plain = SAM(base_u, rho=0.05, interval=interval)
+        for _ in range(4):
+            plain.step(closure_for(unclipped, plain, x, y))
+        assert (flat(unclipped) - flat(ref)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "1", True])
+def test_max_grad_norm_bad_values_fail_at_construction(bad):
+    from samlens.errors import ConfigError
+    from samlens.optim import build_optimizer
+
+    model = mlp()
+    with pytest.raises(ValueError, match="max_grad_norm must be"):
+        SAM(torch.optim.SGD(model.parameters(), lr=0.1), max_grad_norm=bad)
+    with pytest.raises(ConfigError, match="max_grad_norm must be"):
+        build_optimizer("sam", model, max_grad_norm=bad)
+    assert build_optimizer("sam", model, max_grad_norm=1.0).max_grad_norm == 1.0

@@ -67,6 +67,10 @@ class SAM(WrappedOptimizer):
             step on inf in pass 2, and calls ``scaler.update()`` once per step.
         nonfinite: ``"skip"`` (restore, skip the base step, count it) or ``"ignore"`` (no check and
             no host sync at all, for fully captured/compiled steps).
+        max_grad_norm: clip the update (descent) gradient to this global L2 norm with
+            ``torch.nn.utils.clip_grad_norm_`` before the base step — after unscaling under
+            ``grad_scaler``, and on periodic-SAM clean steps too. The ascent gradient is not clipped:
+            ε is normalised, so clipping would not change it. ``None`` (default): no clipping.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class SAM(WrappedOptimizer):
         replay_rng: bool = False,
         grad_scaler: torch.amp.GradScaler | None = None,
         nonfinite: str = "skip",
+        max_grad_norm: float | None = None,
     ) -> None:
         super().__init__(base_optimizer)  # type checks; shares param_groups
         if not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
@@ -101,6 +106,13 @@ class SAM(WrappedOptimizer):
             raise ValueError(
                 f"unknown nonfinite policy {nonfinite!r}; valid choices: {', '.join(NONFINITE_POLICIES)}"
             )
+        if max_grad_norm is not None and (
+            isinstance(max_grad_norm, bool)
+            or not isinstance(max_grad_norm, (int, float))
+            or not math.isfinite(max_grad_norm)
+            or max_grad_norm <= 0
+        ):
+            raise ValueError(f"max_grad_norm must be a finite number > 0 or None, got {max_grad_norm!r}")
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
 
@@ -115,6 +127,7 @@ class SAM(WrappedOptimizer):
         self.replay_rng = replay_rng
         self.grad_scaler = grad_scaler
         self.nonfinite = nonfinite
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
 
         all_params = [p for g in self.param_groups for p in g["params"]]
         # Keyed by the tensors themselves (hashed by identity, like torch's optimizer state), so
@@ -332,10 +345,23 @@ class SAM(WrappedOptimizer):
             totals = torch._foreach_norm(wide)
         return math.isfinite(torch.stack([t.to(device, acc) for t in totals]).sum().item())
 
+    def _clip(self) -> None:
+        """Clip the update gradient (no host sync: clip_grad_norm_ scales by a device tensor)."""
+        if self.max_grad_norm is None:
+            return
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if params:
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+
     def _descend(self) -> None:
         """Base step with the gradients in ``.grad`` (the parameters are already restored)."""
         scaler = self.grad_scaler
         if scaler is not None and scaler.is_enabled():
+            if self.max_grad_norm is not None:
+                # Clip true gradients; scaler.step() sees that they are unscaled and still skips
+                # the step when unscale_ found an inf.
+                scaler.unscale_(self.base_optimizer)
+                self._clip()
             scaler.step(self.base_optimizer)
             found = getattr(scaler, "_found_inf_per_device", None)
             skipped = None
@@ -349,6 +375,7 @@ class SAM(WrappedOptimizer):
         elif self.nonfinite == "skip" and not self._grads_finite():
             self._skipped += 1
         else:
+            self._clip()
             self.base_optimizer.step()
         self._step_count += 1
 
