@@ -49,7 +49,7 @@ class Recorder:
         return batch
 
 
-def train(model, trainer_cls, tmp_path, **extra):
+def train(model, trainer_cls, tmp_path, max_grad_norm=0.0, **extra):
     recorder = Recorder()
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path),
@@ -58,7 +58,7 @@ def train(model, trainer_cls, tmp_path, **extra):
         max_steps=STEPS,
         learning_rate=LR,
         lr_scheduler_type="constant",
-        max_grad_norm=0.0,
+        max_grad_norm=max_grad_norm,
         weight_decay=0.0,
         report_to="none",
         save_strategy="no",
@@ -89,14 +89,23 @@ def window_loss(model, micro_batches) -> torch.Tensor:
     return sum(model(**b).loss for b in micro_batches)
 
 
-def reference_sam(model, batches, rho: float) -> torch.nn.Module:
-    """Large-batch SAM over each accumulation window, written out by hand."""
+def reference_sam(model, batches, rho: float, interval: int = 1, max_grad_norm: float = 0.0):
+    """Large-batch SAM over each accumulation window, written out by hand; with ``interval`` k only
+    every k-th step is a SAM step; the update gradient is clipped to ``max_grad_norm`` (0: not)."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    for start in range(0, len(batches), ACCUM):
+    for step, start in enumerate(range(0, len(batches), ACCUM)):
         window = batches[start : start + ACCUM]
         model.zero_grad(set_to_none=True)
         window_loss(model, window).backward()
+        if step % interval != 0:
+            if max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            with torch.no_grad():
+                for p in params:
+                    if p.grad is not None:
+                        p.sub_(LR * p.grad)
+            continue
         grads = [p.grad.clone() if p.grad is not None else None for p in params]
         norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None))
         eps = [None if g is None else rho * g / (norm.float() + 1e-12) for g in grads]
@@ -107,6 +116,8 @@ def reference_sam(model, batches, rho: float) -> torch.nn.Module:
                     p.add_(e)
         model.zero_grad(set_to_none=True)
         window_loss(model, window).backward()
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         with torch.no_grad():
             for p, o in zip(params, old):
                 p.copy_(o)
@@ -168,3 +179,30 @@ def test_sam_trainer_rejects_a_prebuilt_sam(tmp_path):
     sam = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05)
     with pytest.raises(ConfigError, match="base optimizer"):
         SAMTrainer(model=model, args=args, train_dataset=token_data(), optimizers=(sam, None))
+
+
+@pytest.mark.slow
+def test_sam_trainer_periodic_sam_with_clipping_matches_reference(tmp_path):
+    """interval=2: steps 0 and 2 are SAM steps, step 1 a plain one; the Trainer clips the update gradient."""
+    init = tiny_bert()
+    model = copy.deepcopy(init)
+    trainer, batches = train(
+        model, SAMTrainer, tmp_path, max_grad_norm=0.5, rho=RHO, sam_options={"interval": 2}
+    )
+    assert trainer.sam.steps == STEPS and trainer.sam.sam_steps == 2
+    expected = reference_sam(copy.deepcopy(init), batches, RHO, interval=2, max_grad_norm=0.5)
+    for (name, p), q in zip(model.named_parameters(), expected.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
+
+
+def test_plain_trainer_cannot_step_sam(tmp_path):
+    """Why SAMTrainer exists: the Trainer calls optimizer.step() without a closure."""
+    model = tiny_bert()
+    sam = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, report_to="none",
+        save_strategy="no", use_cpu=True, disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=token_data(), optimizers=(sam, None))
+    with pytest.raises(ValueError, match="needs a closure"):
+        trainer.train()
