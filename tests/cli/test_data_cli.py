@@ -27,8 +27,8 @@ def test_describe_prints_table_and_writes_png(tmp_path, capsys):
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     # group 1 = (mnist4, digit1): 10% of 300 train examples of class 0
-    assert lines["1"][-5:] == ["30", "5", "15", "150", "75"]
-    assert lines["total"][1:] == ["600", "100", "300", "600", "300"]
+    assert lines["1"][-5:] == ["30", "5", "15", "50", "50"]
+    assert lines["total"][1:] == ["600", "100", "300", "200", "200"]
     assert lines["label==other"][1:] == ["0.900", "0.900", "0.900", "0.500", "0.500"]
     assert sorted(p.name for p in out_dir.iterdir()) == ["examples.png", "summary.txt"]
     image = np.asarray(Image.open(out_dir / "examples.png").convert("L"))

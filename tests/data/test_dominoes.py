@@ -97,11 +97,13 @@ def test_measured_correlation_matches_request(strength):
 
 
 def test_fashion_dominoes_blocks_and_balance():
-    d = get_dataset("mnist_fashion_dominoes", train_per_class=300, eval_per_class=100, correlation=0.8)
+    sizes = {"train_per_class": 300, "eval_per_class": 100, "probe_per_class": 200}
+    d = get_dataset("mnist_fashion_dominoes", correlation=0.8, **sizes)
     assert d.input_shape == (1, 64, 32)
     assert d.attribute_names == ("fashion", "mnist")
     assert abs(d.agreement("train") - 0.8) <= 0.01
-    np.testing.assert_array_equal(d.group_counts("probe_test"), [50, 50, 50, 50])
+    np.testing.assert_array_equal(d.group_counts("test"), [80, 20, 20, 80])
+    np.testing.assert_array_equal(d.group_counts("probe_test"), [100, 100, 100, 100])
     np.testing.assert_array_equal(d.group_counts("train"), [240, 60, 60, 240])
     from samlens.data.sources import idx_pair
 

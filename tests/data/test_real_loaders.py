@@ -301,10 +301,11 @@ def test_domainbed_bad_input(pacs_root):
 def test_mnist_fashion_dominoes_reads_idx_files_from_root(tmp_path):
     write_mnist(tmp_path / "MNIST" / "raw", {"train": 12, "test": 4})
     write_mnist(tmp_path / "FashionMNIST" / "raw", {"train": 20, "test": 5}, gz=False)
-    ds = get_dataset("mnist_fashion_dominoes", root=tmp_path)
+    ds = get_dataset("mnist_fashion_dominoes", root=tmp_path, train_per_class=12)
     assert ds.info["mnist_source"] == str(tmp_path / "MNIST" / "raw")
-    # Fashion (label) train: 20 per class -> 2 val + 18 train; test: 5 per class
-    assert [len(ds.labels(s)) for s in ds.splits] == [36, 4, 10, 36, 10]
+    # Fashion (label) train: 20 per class -> 2 val + 18 train pool (12 train, 6 left for probe_train);
+    # test: 5 per class
+    assert [len(ds.labels(s)) for s in ds.splits] == [24, 4, 10, 12, 10]
     for split in ds.splits:
         x = (ds.images(split)[:, 0] * 255).round().long()
         top_digit = (x[:, 16, 16] - 10) // 20

@@ -5,7 +5,10 @@ The top block holds the *other* attribute (the easy feature), the bottom block t
 ``train``/``val``/``test`` the blocks agree on a ``correlation`` fraction of examples (1.0 =
 fully redundant); the probe splits pair the blocks independently (balanced within class), so a
 linear probe for ``label`` measures the bottom block's feature and one for ``other`` the top's.
-"""
+
+With ``held_out_probes`` (the offline stand-ins) no source image of either block in a probe
+split is one the train split shows the network: the probe then measures features of unseen
+images, as a probe of the test distribution should, not how well training images were fitted."""
 
 from __future__ import annotations
 
@@ -33,10 +36,19 @@ SHUFFLE_STREAM = 1
 
 @dataclass
 class BlockPool:
-    """Source images of one block for one split: float ``[N, S, S]`` or ``[N, C, S, S]`` in [0, 1]."""
+    """Source images of one block for one split: float ``[N, S, S]`` or ``[N, C, S, S]`` in [0, 1].
+
+    ``ids`` (optional) identify each source image uniquely within its source (across the pools
+    of one block), so that splits can be checked for shared images.
+    """
 
     images: torch.Tensor
     labels: np.ndarray
+    ids: np.ndarray | None = None
+
+    def subset(self, index: np.ndarray) -> BlockPool:
+        ids = None if self.ids is None else self.ids[index]
+        return BlockPool(self.images[torch.as_tensor(index)], self.labels[index], ids)
 
 
 def prepare_block(images: np.ndarray, pad: int, size: int) -> torch.Tensor:
@@ -90,8 +102,17 @@ def build_dominoes(
     info: dict,
     independent: bool = False,
     shuffle_easy: bool = False,
+    held_out_probes: bool = False,
 ) -> SpuriousDataset:
     """Stack an other-block image on top of every (class-balanced) label-block image of each split.
+
+    Pools are keyed by split: ``train``, ``val``, ``test``, and with ``held_out_probes`` optionally
+    ``probe_train`` / ``probe_test``. Without ``held_out_probes`` the probe splits re-pair the
+    train and test pools. With it, a probe split takes its own pool where one is given;
+    otherwise ``probe_train``'s label block comes from the train-pool images the train split
+    did not draw (a ``ConfigError`` if none are left) and ``probe_test`` from the test pool. The
+    other block's ``probe_train`` pool must then be given. Each split records the source ids of
+    its blocks (where the pools have them) in ``extra["label_source"]`` / ``extra["other_source"]``.
 
     ``shuffle_easy`` re-draws the train split's top (easy) blocks independently of the label,
     balanced within class, so that only the bottom (hard) block predicts it. The re-draw uses
@@ -102,11 +123,27 @@ def build_dominoes(
     shuffle_easy = check_flag("shuffle_easy", shuffle_easy)
     k = len(class_names)
     rng = np.random.default_rng(seed)
+    if held_out_probes and "probe_train" not in other_pools:
+        raise ValueError(f"{name}: held_out_probes needs an other-block probe_train pool")
     sources = {"train": "train", "val": "val", "test": "test", "probe_train": "train", "probe_test": "test"}
     splits: dict[str, SplitData] = {}
+    train_keep = np.zeros(0, dtype=np.int64)
     for split, source in sources.items():
-        label_pool, other_pool = label_pools[source], other_pools[source]
-        keep = balance_classes(label_pool.labels, rng, per_class.get(split))
+        label_pool = label_pools[split if held_out_probes and split in label_pools else source]
+        other_pool = other_pools[split if held_out_probes and split in other_pools else source]
+        candidates = np.arange(len(label_pool.labels))
+        if held_out_probes and split == "probe_train" and "probe_train" not in label_pools:
+            candidates = np.setdiff1d(candidates, train_keep)
+            missing = sorted(set(range(k)) - set(label_pool.labels[candidates].tolist()))
+            if missing:
+                raise ConfigError(
+                    f"{name}: the train split uses every training image of class(es) "
+                    f"{', '.join(class_names[c] for c in missing)}, none are left for probe_train; "
+                    "lower train_per_class"
+                )
+        keep = candidates[balance_classes(label_pool.labels[candidates], rng, per_class.get(split))]
+        if split == "train":
+            train_keep = keep
         labels = label_pool.labels[keep]
         if split.startswith("probe") or independent:
             others = balanced_others(labels, k, rng)
@@ -122,7 +159,12 @@ def build_dominoes(
         channels = max(top.shape[1], bottom.shape[1])
         top, bottom = top.expand(-1, channels, -1, -1), bottom.expand(-1, channels, -1, -1)
         images = _to_uint8(torch.cat([top, bottom], dim=2))
-        splits[split] = SplitData(labels=labels, others=others, images=images)
+        extra = {}
+        if label_pool.ids is not None:
+            extra["label_source"] = label_pool.ids[keep]
+        if other_pool.ids is not None:
+            extra["other_source"] = other_pool.ids[top_index]
+        splits[split] = SplitData(labels=labels, others=others, images=images, extra=extra)
     channels, height, width = splits["train"].images.shape[1:]
     return SpuriousDataset(
         name,

@@ -16,35 +16,62 @@ from samlens.errors import ConfigError
 
 # Source images without an official split are partitioned per class into train / val / test.
 SOURCE_FRACTIONS = (0.6, 0.1, 0.3)
+# Ids of an official test file's images are offset by this, so they never equal a train file's.
+TEST_FILE_OFFSET = 1_000_000
+# Random stream that halves the held-out images into the two probe pools (the main stream
+# partitions train / val / test and so stays as it was before the probe pools existed).
+PROBE_STREAM = 2
 
 
-def _pools_from_unsplit(
+def pools_from_unsplit(
     images: np.ndarray, labels: np.ndarray, classes: Sequence[int], pad: int, size: int, seed: int
 ) -> dict[str, BlockPool]:
+    """Train / val / test pools (60/10/30 per class) and probe pools disjoint from train.
+
+    ``probe_train`` and ``probe_test`` are the two halves (per class) of the images outside
+    train, i.e. of val and test together.
+    """
     keep, positions = select_classes(labels, classes)
     block = prepare_block(images[keep], pad, size)
     parts = partition_per_class(positions, SOURCE_FRACTIONS, np.random.default_rng(seed))
-    return {s: BlockPool(block[idx], positions[idx]) for s, idx in zip(("train", "val", "test"), parts)}
+    pools = {
+        s: BlockPool(block[idx], positions[idx], keep[idx]) for s, idx in zip(("train", "val", "test"), parts)
+    }
+    held_out = np.concatenate(parts[1:])
+    halves = partition_per_class(positions[held_out], (0.5, 0.5), np.random.default_rng([seed, PROBE_STREAM]))
+    for split, half in zip(("probe_train", "probe_test"), halves):
+        idx = held_out[half]
+        pools[split] = BlockPool(block[idx], positions[idx], keep[idx])
+    return pools
 
 
-def _pools_from_official(
+def pools_from_official(
     root: str, classes: Sequence[int], pad: int, size: int, seed: int, val_fraction: float = 0.1
 ) -> dict[str, BlockPool]:
-    """Official train split → train + val (``val_fraction`` per class), official test → test."""
+    """Official train split → train + val (``val_fraction`` per class), official test → test.
+
+    No ``probe_train`` pool: used as the label block, probe_train takes the train-pool images
+    the train split leaves over (``build_dominoes(held_out_probes=True)``).
+    """
     pools = {}
     for split in ("train", "test"):
         images, labels = idx_pair(root, split)
         keep, positions = select_classes(labels, classes)
         block = prepare_block(images[keep], pad, size)
         if split == "test":
-            pools["test"] = BlockPool(block, positions)
+            pools["test"] = BlockPool(block, positions, keep + TEST_FILE_OFFSET)
             continue
         val, train = partition_per_class(
             positions, (val_fraction, 1 - val_fraction), np.random.default_rng(seed)
         )
-        pools["train"] = BlockPool(block[train], positions[train])
-        pools["val"] = BlockPool(block[val], positions[val])
+        pools["train"] = BlockPool(block[train], positions[train], keep[train])
+        pools["val"] = BlockPool(block[val], positions[val], keep[val])
     return pools
+
+
+def _easy_pools_from_official(pools: dict[str, BlockPool]) -> dict[str, BlockPool]:
+    # The easy block needs few distinct images: probe_train re-uses val's, probe_test test's.
+    return {**pools, "probe_train": pools["val"], "probe_test": pools["test"]}
 
 
 @register_dataset("mnist5k_dominoes")
@@ -65,8 +92,11 @@ def mnist5k_dominoes(
     confusable pair). Top block: scikit-learn's 1,797 real 8x8 digits, classes ``digit_classes``
     (default 0 vs 1), padded to 10x10 and upscaled. Both sources are partitioned per class
     60/10/30 into train/val/test (seeded); each bottom image is used once per split, top images
-    are re-used (about 108 per class in train). Default sizes: 600 train / 100 val / 300 test,
-    1x32x16 images (``block_size`` 16).
+    are re-used (about 108 per class in train). The probe splits are the two halves of the
+    images outside train (val and test together) for both blocks, so they share no source
+    image with train. Default sizes: 600 train / 100 val / 300 test / 200 probe_train / 200
+    probe_test, 1x32x16 images (``block_size`` 16). Only 1,000 MNIST 4s and 9s ship offline,
+    so the probe splits cannot be larger without shrinking train.
 
     Measured learning order (tests/data/test_learning_order.py, docs/datasets.md): a small CNN
     trained with SGD on the redundant train split fits the top (8x8-digit) block first; after 6
@@ -90,8 +120,8 @@ def mnist5k_dominoes(
     size = check_block_size(block_size)
     m_images, m_labels = mnist5k()
     d_images, d_labels = digits8x8()
-    label_pools = _pools_from_unsplit(m_images, m_labels, mnist_classes, 2, size, seed)
-    other_pools = _pools_from_unsplit(d_images, d_labels, digit_classes, 1, size, seed + 1)
+    label_pools = pools_from_unsplit(m_images, m_labels, mnist_classes, 2, size, seed)
+    other_pools = pools_from_unsplit(d_images, d_labels, digit_classes, 1, size, seed + 1)
     return build_dominoes(
         "mnist5k_dominoes",
         label_pools=label_pools,
@@ -100,6 +130,7 @@ def mnist5k_dominoes(
         per_class={},
         seed=seed,
         shuffle_easy=shuffle_easy,
+        held_out_probes=True,
         attribute_names=("mnist", "digits8x8"),
         class_names=[f"mnist{c}" for c in mnist_classes],
         other_names=[f"digit{c}" for c in digit_classes],
@@ -127,6 +158,7 @@ def mnist_fashion_dominoes(
     block_size: int = 32,
     train_per_class: int | None = 2000,
     eval_per_class: int | None = 500,
+    probe_per_class: int | None = 1000,
     shuffle_easy: bool = False,
 ) -> SpuriousDataset:
     """MNIST on top (other, easy) over Fashion-MNIST below (label, hard); stands in for CIFAR-MNIST.
@@ -138,7 +170,11 @@ def mnist_fashion_dominoes(
     across dominoes). Default classes: MNIST 0 vs 1 over Fashion pullover vs coat (a similar
     pair, like CIFAR's automobile vs truck). Fashion's official train split gives train + val
     (10% per class), its test split gives test; ``train_per_class`` / ``eval_per_class`` cap the
-    sizes (None = all). Images are 1x64x32 (``block_size`` 32), values in [0, 1].
+    sizes (None = all). Probe splits (``probe_per_class`` per class each, default 1,000):
+    ``probe_train`` takes Fashion training images the train split does not use (so
+    ``train_per_class`` must leave some: at most 5,399), ``probe_test`` Fashion's test split; their
+    MNIST blocks come from MNIST images outside train. Images are 1x64x32 (``block_size`` 32),
+    values in [0, 1].
     ``shuffle_easy=True`` re-draws train's MNIST blocks independently of the label (balanced
     within class), so only the Fashion block predicts it (the hard-feature-only reference);
     every other split is unchanged.
@@ -153,15 +189,18 @@ def mnist_fashion_dominoes(
     size = check_block_size(block_size)
     train_per_class = check_per_class("train_per_class", train_per_class)
     eval_per_class = check_per_class("eval_per_class", eval_per_class)
-    label_pools = _pools_from_official(fashion_root(root), fashion_classes, 2, size, seed)
+    probe_per_class = check_per_class("probe_per_class", probe_per_class)
+    label_pools = pools_from_official(fashion_root(root), fashion_classes, 2, size, seed)
     mnist_dir = _mnist_folder(root)
     if mnist_dir is not None:
-        other_pools = _pools_from_official(mnist_dir, mnist_classes, 2, size, seed + 1)
+        other_pools = _easy_pools_from_official(
+            pools_from_official(mnist_dir, mnist_classes, 2, size, seed + 1)
+        )
     else:
         m_images, m_labels = mnist5k()
-        other_pools = _pools_from_unsplit(m_images, m_labels, mnist_classes, 2, size, seed + 1)
-    per_class = {"train": train_per_class, "probe_train": train_per_class}
-    per_class.update({s: eval_per_class for s in ("val", "test", "probe_test")})
+        other_pools = pools_from_unsplit(m_images, m_labels, mnist_classes, 2, size, seed + 1)
+    per_class = {"train": train_per_class, "val": eval_per_class, "test": eval_per_class}
+    per_class.update({"probe_train": probe_per_class, "probe_test": probe_per_class})
     return build_dominoes(
         "mnist_fashion_dominoes",
         label_pools=label_pools,
@@ -170,6 +209,7 @@ def mnist_fashion_dominoes(
         per_class=per_class,
         seed=seed,
         shuffle_easy=shuffle_easy,
+        held_out_probes=True,
         attribute_names=("fashion", "mnist"),
         class_names=[FASHION_CLASSES[c] for c in fashion_classes],
         other_names=[f"mnist{c}" for c in mnist_classes],

@@ -10,25 +10,17 @@ import torch
 
 from samlens._optional import require
 from samlens.data.base import SplitData, SpuriousDataset
-from samlens.data.dominoes import SHUFFLE_STREAM, BlockPool, check_flag, prepare_block, select_classes
+from samlens.data.dominoes import SHUFFLE_STREAM, check_flag
 from samlens.data.pairing import (
     assign_others,
     balance_classes,
     balanced_others,
     check_classes,
     check_fraction,
-    partition_per_class,
 )
 from samlens.data.registry import register_dataset
-from samlens.data.sources import (
-    FASHION_CLASSES,
-    TEXTURES,
-    check_per_class,
-    fashion_root,
-    idx_pair,
-    mnist5k,
-    texture,
-)
+from samlens.data.sources import FASHION_CLASSES, TEXTURES, check_per_class, fashion_root, mnist5k, texture
+from samlens.data.stand_ins import pools_from_official, pools_from_unsplit
 from samlens.errors import ConfigError
 
 FOREGROUNDS = ("fashion", "mnist5k")
@@ -37,23 +29,8 @@ FOREGROUNDS = ("fashion", "mnist5k")
 def _object_pools(foreground: str, root: str | Path | None, classes: Sequence[int], size: int, seed: int):
     if foreground == "mnist5k":
         images, labels = mnist5k()
-        keep, positions = select_classes(labels, classes)
-        block = prepare_block(images[keep], 2, size)
-        parts = partition_per_class(positions, (0.6, 0.1, 0.3), np.random.default_rng(seed))
-        return {s: BlockPool(block[i], positions[i]) for s, i in zip(("train", "val", "test"), parts)}
-    folder = fashion_root(root)
-    pools = {}
-    for split in ("train", "test"):
-        images, labels = idx_pair(folder, split)
-        keep, positions = select_classes(labels, classes)
-        block = prepare_block(images[keep], 2, size)
-        if split == "test":
-            pools["test"] = BlockPool(block, positions)
-        else:
-            val, train = partition_per_class(positions, (0.1, 0.9), np.random.default_rng(seed))
-            pools["train"] = BlockPool(block[train], positions[train])
-            pools["val"] = BlockPool(block[val], positions[val])
-    return pools
+        return pools_from_unsplit(images, labels, classes, 2, size, seed)
+    return pools_from_official(fashion_root(root), classes, 2, size, seed)
 
 
 def texture_crops(name: str, count: int, size: int, rng: np.random.Generator) -> torch.Tensor:
@@ -109,6 +86,7 @@ def textured_objects(
     image_size: int = 32,
     train_per_class: int | None = 2000,
     eval_per_class: int | None = 500,
+    probe_per_class: int | None = 1000,
     shuffle_easy: bool = False,
 ) -> SpuriousDataset:
     """Objects (label) on texture backgrounds (other); 95% correlated in train; a Waterbirds stand-in.
@@ -119,8 +97,11 @@ def textured_objects(
     from scikit-image, one photo per family (default grass vs brick, as land vs water). In
     train, ``correlation`` of each class's examples sit on "their" family (class k on family k),
     the rest on the other family; val, test and the probe splits are balanced within class
-    (half of each class per family), as Waterbirds' val/test are. Probe splits: ``probe_train``
-    re-pairs train objects with balanced fresh backgrounds, ``probe_test`` test objects.
+    (half of each class per family), as Waterbirds' val/test are. Probe splits (balanced fresh
+    backgrounds, up to ``probe_per_class`` objects per class): ``probe_train`` takes the
+    training-pool objects the train split does not use (Fashion: 90% of the official train split
+    minus ``train_per_class``; MNIST: half of the digits outside train), ``probe_test`` test objects
+    (MNIST: the other half), so no probe object is one the network was trained on.
     Images are 1 x ``image_size`` x ``image_size`` (default 32), values in [0, 1].
     ``shuffle_easy=True`` gives train balanced backgrounds too (drawn from a separate random
     stream), so only the object predicts the label (the object-only reference); every other
@@ -145,17 +126,29 @@ def textured_objects(
     shuffle_easy = check_flag("shuffle_easy", shuffle_easy)
     train_per_class = check_per_class("train_per_class", train_per_class)
     eval_per_class = check_per_class("eval_per_class", eval_per_class)
+    probe_per_class = check_per_class("probe_per_class", probe_per_class)
     image_size = int(image_size)
     if not 16 <= image_size <= 128:
         raise ConfigError(f"image_size must be in 16..128, got {image_size}")
     pools = _object_pools(foreground, root, classes, image_size, seed)
     rng = np.random.default_rng(seed)
-    sources = {"train": "train", "val": "val", "test": "test", "probe_train": "train", "probe_test": "test"}
+    caps = {"train": train_per_class, "val": eval_per_class, "test": eval_per_class}
     splits = {}
-    for split, source in sources.items():
-        pool = pools[source]
-        cap = train_per_class if source == "train" else eval_per_class
-        keep = balance_classes(pool.labels, rng, cap)
+    train_keep = np.zeros(0, dtype=np.int64)
+    for split in ("train", "val", "test", "probe_train", "probe_test"):
+        pool = pools.get(split, pools["test"] if split == "probe_test" else pools["train"])
+        candidates = np.arange(len(pool.labels))
+        if split == "probe_train" and "probe_train" not in pools:
+            # Objects the train split does not show the network (its backgrounds are fresh crops).
+            candidates = np.setdiff1d(candidates, train_keep)
+            if len(np.unique(pool.labels[candidates])) < len(classes):
+                raise ConfigError(
+                    "textured_objects: the train split uses every training object of a class, "
+                    "none are left for probe_train; lower train_per_class"
+                )
+        keep = candidates[balance_classes(pool.labels[candidates], rng, caps.get(split, probe_per_class))]
+        if split == "train":
+            train_keep = keep
         labels = pool.labels[keep]
         if split == "train":
             others = assign_others(labels, correlation, len(textures), rng)
@@ -168,7 +161,10 @@ def textured_objects(
             others = balanced_others(labels, len(textures), shuffle_rng)
             backgrounds = _backgrounds(others, textures, image_size, shuffle_rng)
         images = composite(pool.images[keep], backgrounds)
-        splits[split] = SplitData(labels, others, images.mul(255).round_().to(torch.uint8)[:, None])
+        extra = {"label_source": pool.ids[keep]} if pool.ids is not None else {}
+        splits[split] = SplitData(
+            labels, others, images.mul(255).round_().to(torch.uint8)[:, None], extra=extra
+        )
     names = FASHION_CLASSES if foreground == "fashion" else [f"digit{c}" for c in range(10)]
     return SpuriousDataset(
         "textured_objects",
