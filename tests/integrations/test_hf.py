@@ -132,6 +132,7 @@ def test_sam_trainer_matches_two_pass_reference(tmp_path):
     model = copy.deepcopy(init)
     trainer, batches = train(model, SAMTrainer, tmp_path / "sam", rho=RHO)
     assert len(batches) == STEPS * ACCUM
+    assert type(trainer.optimizer).__name__ == "AcceleratedOptimizer"  # stepped through accelerate
     assert isinstance(trainer.sam, TrainerSAM)
     assert trainer.sam.steps == STEPS and trainer.sam.sam_steps == STEPS
 
