@@ -62,14 +62,20 @@ class _SplitHead(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, phi, weight, bias, w_fwd, b_fwd, w_bwd):  # type: ignore[override]
+        # Under autocast compute in its dtype, as nn.Linear would, and keep those copies for the
+        # backward (which runs outside autocast); autograd casts the gradients back to each input's dtype.
+        device = phi.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else phi.dtype
+        phi, w_fwd, w_bwd = phi.to(dtype), w_fwd.to(dtype), w_bwd.to(dtype)
         ctx.save_for_backward(phi, w_bwd)
         ctx.has_bias = bias is not None
         out = phi @ w_fwd.T
-        return out + b_fwd if b_fwd is not None else out
+        return out + b_fwd.to(dtype) if b_fwd is not None else out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         phi, w_bwd = ctx.saved_tensors
+        grad_out = grad_out.to(phi.dtype)
         grad_phi = grad_out @ w_bwd if ctx.needs_input_grad[0] else None
         grad_w = grad_out.T @ phi if ctx.needs_input_grad[1] else None
         grad_b = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
