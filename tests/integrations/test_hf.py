@@ -207,3 +207,37 @@ def test_plain_trainer_cannot_step_sam(tmp_path):
     trainer = transformers.Trainer(model=model, args=args, train_dataset=token_data(), optimizers=(sam, None))
     with pytest.raises(ValueError, match="needs a closure"):
         trainer.train()
+
+
+def hf_args(tmp_path, **overrides):
+    options = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=MICRO,
+        max_steps=2,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    return transformers.TrainingArguments(**{**options, **overrides})
+
+
+def test_sam_trainer_wraps_the_trainers_own_optimizer(tmp_path):
+    trainer = SAMTrainer(model=tiny_bert(), args=hf_args(tmp_path), train_dataset=token_data(), rho=0.05)
+    trainer.train()
+    assert type(trainer.sam.base_optimizer).__name__ == "AdamW"  # args.optim's default
+    assert trainer.sam.sam_steps == 2
+
+
+@pytest.mark.slow
+def test_sam_trainer_checkpoint_resumes_sam_state(tmp_path):
+    args = hf_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
+    trainer = SAMTrainer(model=tiny_bert(), args=args, train_dataset=token_data(), rho=0.05)
+    trainer.train()
+    resumed = SAMTrainer(model=tiny_bert(), args=args, train_dataset=token_data(), rho=0.05)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    # The SAM counters come back from the checkpoint (2 steps) and two more steps follow.
+    assert resumed.sam.steps == 4 and resumed.sam.sam_steps == 4
+    for p, q in zip(trainer.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
