@@ -68,3 +68,43 @@ def test_linear_toy_effective_coefficients_match_closed_form():
     two = get_model("two_layer_linear", 1, (4,), width=6)
     beta = (two.body.weight.T @ two.head.weight.T).squeeze(1)
     torch.testing.assert_close(effective_coefficients(two, x), beta)
+
+
+@pytest.mark.parametrize(
+    "name, shape, options, message",
+    [
+        ("small_cnn", (3, 8, 8), {"width": -1}, "width must be an integer >= 1, got -1"),
+        ("small_cnn", (3, 8, 8), {"width": 0}, "width must be an integer >= 1, got 0"),
+        ("small_cnn", (3, 8, 8), {"width": "abc"}, "model 'small_cnn': option width must be int, got 'abc'"),
+        ("small_cnn", (3, 8, 8), {"width": 2.5}, "model 'small_cnn': option width must be int, got 2.5"),
+        ("small_cnn", (3, 8, 8), {"norm": 3}, "model 'small_cnn': option norm must be str, got 3"),
+        ("cifar_resnet18", (3, 8, 8), {"width": -1}, "width must be an integer >= 1, got -1"),
+        ("mlp", (4,), {"hidden": [8, -1]}, "hidden size must be an integer >= 1, got -1"),
+        (
+            "mlp",
+            (4,),
+            {"hidden": "wide"},
+            "model 'mlp': option hidden must be Sequence[int] | int, got 'wide'",
+        ),
+        ("two_layer_relu", (4,), {"width": 0}, "width must be an integer >= 1, got 0"),
+        ("two_layer_linear", (4,), {"width": -3}, "width must be an integer >= 1, got -3"),
+        ("diag_linear", (4,), {"init_scale": "big"}, "model 'diag_linear': option init_scale must be float"),
+        ("diag_linear", (4,), {"bias": 1}, "model 'diag_linear': option bias must be bool, got 1"),
+        (
+            "mlp",
+            (4,),
+            {"bogus": 1},
+            "model 'mlp': unknown option(s) bogus; valid options: activation, hidden",
+        ),
+    ],
+)
+def test_invalid_options_are_one_line_config_errors(name, shape, options, message):
+    with pytest.raises(ConfigError) as err:
+        get_model(name, 2, shape, **options)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_valid_option_types_still_build():
+    assert get_model("mlp", 2, (4,), hidden=8).feature_dim == 8  # a single int is one hidden layer
+    assert get_model("mlp", 2, (4,), hidden=(8, 4)).feature_dim == 4
+    assert get_model("diag_linear", 1, (4,), init_scale=1).u.tolist() == [1.0] * 4  # ints are floats

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from samlens.errors import ConfigError
-from samlens.models.registry import MODELS, FeatureModel
+from samlens.models.registry import MODELS, FeatureModel, positive_int
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -21,7 +21,7 @@ class MLP(FeatureModel):
         self,
         num_classes: int,
         input_shape: tuple[int, ...],
-        hidden: Sequence[int] = (256, 256),
+        hidden: Sequence[int] | int = (256, 256),
         activation: str = "relu",
     ) -> None:
         super().__init__()
@@ -29,6 +29,7 @@ class MLP(FeatureModel):
             raise ConfigError(f"unknown activation {activation!r}; valid choices: {', '.join(_ACTIVATIONS)}")
         if isinstance(hidden, int):
             hidden = (hidden,)
+        hidden = [positive_int("hidden size", h) for h in hidden]
         if not hidden:
             raise ConfigError("mlp needs at least one hidden layer (features would be the raw input)")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -47,7 +48,7 @@ class MLP(FeatureModel):
 def mlp(
     num_classes: int,
     input_shape: tuple[int, ...],
-    hidden: Sequence[int] = (256, 256),
+    hidden: Sequence[int] | int = (256, 256),
     activation: str = "relu",
 ) -> MLP:
     return MLP(num_classes, input_shape, hidden=hidden, activation=activation)

@@ -6,6 +6,10 @@ The mechanism optimizers (LSAM, IW-only, LR-only) and the probes rely on that sp
 
 from __future__ import annotations
 
+import collections.abc
+import inspect
+import types
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,19 +46,79 @@ def _shape(input_shape: Sequence[int] | int) -> tuple[int, ...]:
     return shape
 
 
+def model_options(name: str) -> dict[str, Any]:
+    """The options a model takes, with their defaults (``inspect.Parameter.empty`` if required)."""
+    params = inspect.signature(MODELS.get(name)).parameters
+    return {
+        key: p.default
+        for key, p in params.items()
+        if key not in ("num_classes", "input_shape") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether an option value (as parsed from YAML/JSON) fits the factory's annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (collections.abc.Sequence, list, tuple):
+        args = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value if args)
+    return True  # annotations the checker does not know are left to the factory
+
+
+def _type_name(tp: Any) -> str:
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return text.replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Unknown option names and values of the wrong type raise one-line ``ConfigError``s."""
+    factory = MODELS.get(name)
+    valid = model_options(name)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    unknown = sorted(set(options) - set(valid))
+    if unknown and not takes_any:
+        listed = ", ".join(sorted(valid)) or "(none)"
+        raise ConfigError(f"model {name!r}: unknown option(s) {', '.join(unknown)}; valid options: {listed}")
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:  # an annotation that cannot be resolved: nothing to check against
+        return
+    for key, value in options.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"model {name!r}: option {key} must be {_type_name(hints[key])}, got {value!r}")
+
+
+def positive_int(name: str, value: int) -> int:
+    """A layer size: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
 def get_model(name: str, num_classes: int, input_shape: Sequence[int] | int, **options: Any) -> nn.Module:
     """Build the model registered as ``name``.
 
     ``num_classes`` is the head's output size (1 for a single-logit binary/logistic model);
-    ``input_shape`` is the shape of one example, e.g. (3, 64, 32) or (d,).
+    ``input_shape`` is the shape of one example, e.g. (3, 64, 32) or (d,). Unknown options,
+    values of the wrong type and out-of-range sizes raise ``ConfigError``.
     """
     factory = MODELS.get(name)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    try:
-        return factory(num_classes=int(num_classes), input_shape=_shape(input_shape), **options)
-    except TypeError as err:  # an option the factory does not take
-        raise ConfigError(f"model {name!r}: {err}") from None
+    check_options(name, options)
+    return factory(num_classes=int(num_classes), input_shape=_shape(input_shape), **options)
 
 
 def list_models() -> list[str]:

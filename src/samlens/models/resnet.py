@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samlens.errors import ConfigError
-from samlens.models.registry import MODELS, FeatureModel
+from samlens.models.registry import MODELS, FeatureModel, positive_int
 from samlens.models.small_cnn import norm_layer
 
 
@@ -37,8 +37,7 @@ class CifarResNet18(FeatureModel):
         super().__init__()
         if len(input_shape) != 3:
             raise ConfigError(f"cifar_resnet18 needs input_shape (C, H, W), got {input_shape}")
-        if width < 1:
-            raise ConfigError(f"width must be >= 1, got {width}")
+        width = positive_int("width", width)
         self.stem = nn.Sequential(
             nn.Conv2d(input_shape[0], width, 3, padding=1, bias=False), norm_layer(norm, width), nn.ReLU()
         )

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from samlens.errors import ConfigError
-from samlens.models.registry import MODELS, FeatureModel
+from samlens.models.registry import MODELS, FeatureModel, positive_int
 
 NORMS = ("batch", "group", "none")
 
@@ -30,6 +30,7 @@ class SmallCNN(FeatureModel):
         super().__init__()
         if len(input_shape) != 3:
             raise ConfigError(f"small_cnn needs input_shape (C, H, W), got {input_shape}")
+        width = positive_int("width", width)
         channels = [input_shape[0], width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for i in range(4):

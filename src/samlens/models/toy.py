@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from samlens.errors import ConfigError
-from samlens.models.registry import MODELS, FeatureModel
+from samlens.models.registry import MODELS, FeatureModel, positive_int
 
 
 def _flat_dim(input_shape: tuple[int, ...], name: str) -> int:
@@ -63,6 +63,7 @@ class TwoLayerLinear(FeatureModel):
         super().__init__()
         d = _flat_dim(input_shape, "two_layer_linear")
         _check_scale(init_scale)
+        width = positive_int("width", width)
         self.body = nn.Linear(d, width, bias=False)
         self.head = nn.Linear(width, num_classes, bias=bias)
         with torch.no_grad():
@@ -89,6 +90,7 @@ class TwoLayerReLU(FeatureModel):
         super().__init__()
         d = _flat_dim(input_shape, "two_layer_relu")
         _check_scale(init_scale)
+        width = positive_int("width", width)
         self.body = nn.Linear(d, width, bias=bias)
         self.head = nn.Linear(width, num_classes, bias=bias)
         with torch.no_grad():

@@ -86,6 +86,12 @@ def make_prober(cfg: ExperimentConfig, dataset: Any, device: torch.device) -> Pr
         return None
     if cfg.probe.method == "balanced" and "probe_train" not in dataset.splits and dataset.num_other < 2:
         return None
+    if cfg.probe.method == "dfr" and len(dataset.labels("val")) == 0:
+        # Checked before training: DFR refits the last layer on val, which is empty here.
+        raise ConfigError(
+            f"probe.method dfr refits the last layer on the val split, and dataset {cfg.data.name!r} has "
+            "an empty val split (e.g. cifar_mnist val_fraction=0); use probe.method balanced or a val split"
+        )
 
     def prober(model: nn.Module, epoch: int) -> dict[str, float] | None:
         return run_probe(
