@@ -346,10 +346,19 @@ class _Run:
         cfg = self.cfg
         batches = epoch_batches(len(self.train_set), cfg.data.batch_size, self.seed, self.epoch, self.ctx)
         self.net.train()
-        for indices in batches[self.step_in_epoch :]:
+        if not hasattr(self, "loader"):  # built once, so data.num_workers processes persist across epochs
+            from samlens.data.loading import BatchLoader
+
+            self.loader = BatchLoader(
+                self.train_set,
+                num_workers=cfg.data.num_workers,
+                device=self.device,
+                channels_last=cfg.train.channels_last,
+            )
+        start = self.step_in_epoch
+        for x, y in self.loader.epoch(batches[start:], seed=self.seed, epoch=self.epoch, start=start):
             if self.step >= self.total_steps:
                 return False
-            x, y = self._batch(indices)
             self.train_step(x, y)
             self.step += 1
             self.step_in_epoch += 1
