@@ -1,12 +1,21 @@
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from train_tiny_data import NAME
 
-from samlens.train.config import flatten_config, load_config
+from samlens.train import rundir, runner
+from samlens.train.config import config_to_dict, flatten_config, load_config
 from samlens.train.rundir import CHECKPOINT, load_checkpoint, load_run, read_results, run_status
 from samlens.train.runner import run_experiment
+
+HERE = Path(__file__).resolve().parent
 
 
 def tiny_cfg(**overrides):
@@ -173,3 +182,199 @@ def test_resume_is_bit_identical_with_sam(tmp_path):
     assert a["optimizer"]["sam"]["step_count"] == b["optimizer"]["sam"]["step_count"] > 5
     strip = lambda events: [(e["event"], e["step"], e["metrics"]) for e in events]  # noqa: E731
     assert strip(read_results(ref)) == strip(read_results(resumed))
+
+
+# ---------------------------------------------------------------------------------------
+# interruptions at the worst moments, damaged files, concurrent processes
+
+
+def _strip(events):
+    return [(e["event"], e["step"], e["metrics"]) for e in events]
+
+
+def _kill_before(event_name):
+    """Patch target for ``_Run.emit``: the process dies just before writing ``event_name``."""
+    real = runner._Run.emit
+
+    def emit(self, event, metrics, **kw):
+        if event == event_name:
+            raise Interrupt
+        return real(self, event, metrics, **kw)
+
+    return emit
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_kill_between_last_checkpoint_and_final_event(tmp_path, monkeypatch, probe):
+    cfg = tiny_cfg(**{"probe.enabled": probe, "train.epochs": 2})
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    killed = tmp_path / "killed"
+    with monkeypatch.context() as patch:
+        patch.setattr(runner._Run, "emit", _kill_before("final"))
+        with pytest.raises(Interrupt):
+            run_experiment(cfg, killed, quiet=True)
+    assert load_checkpoint(killed)["step"] == 8 and not (killed / "done").exists()
+    run_experiment(cfg, killed, quiet=True)
+    assert (killed / "done").exists()
+    assert _strip(read_results(killed)) == _strip(read_results(ref))
+    assert {"train_loss", "train_acc"} <= set(read_results(killed)[-1]["metrics"])
+
+
+KILL_IN_SAVE = """
+import os, signal, sys
+sys.path.insert(0, {here!r})
+import torch
+import train_tiny_data  # noqa: F401  (registers the dataset)
+from samlens.train.config import config_from_dict
+from samlens.train.runner import run_experiment
+
+def dying_save(obj, fh, *args, **kwargs):
+    fh.write(b"half a checkpoint")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = dying_save
+run_experiment(config_from_dict({config!r}), {out!r}, quiet=True)
+"""
+
+
+def test_kill_inside_atomic_save_leaves_no_temp_file_after_resume(tmp_path):
+    cfg = tiny_cfg()
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    run_dir = tmp_path / "killed"
+    script = KILL_IN_SAVE.format(here=str(HERE), config=config_to_dict(cfg), out=str(run_dir))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert len(list(run_dir.glob(".checkpoint.pt.*.tmp"))) == 1  # what the kill left behind
+    assert run_status(run_dir) == "pending"  # the kernel released the dead process's lock
+    run_experiment(cfg, run_dir, quiet=True)
+    assert not list(run_dir.glob(".*.tmp"))
+    assert (run_dir / "done").exists() and _strip(read_results(run_dir)) == _strip(read_results(ref))
+
+
+@pytest.mark.parametrize("kill", ["step", "final"])
+def test_torn_last_line_does_not_swallow_the_next_record(tmp_path, monkeypatch, kill):
+    cfg = tiny_cfg()
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    run_dir = tmp_path / "torn"
+    with monkeypatch.context() as patch:
+        if kill == "final":
+            patch.setattr(runner._Run, "emit", _kill_before("final"))
+        with pytest.raises(Interrupt):
+            run_experiment(cfg, run_dir, step_hook=_interrupt_at(6) if kill == "step" else None, quiet=True)
+    with open(run_dir / "results.jsonl", "a") as fh:
+        fh.write('{"event": "eval", "step": 99, "metr')  # power loss mid-append
+    run_experiment(cfg, run_dir, quiet=True)
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == read_results(run_dir)  # every line readable
+    assert _strip(read_results(run_dir)) == _strip(read_results(ref))
+    assert (run_dir / "done").exists()
+
+
+def test_unreadable_final_record_is_not_marked_done(tmp_path, monkeypatch):
+    cfg = tiny_cfg(**{"train.epochs": 1})
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    real = rundir.append_result
+
+    def torn_final(run_dir, record):
+        if record["event"] != "final":
+            return real(run_dir, record)
+        with open(Path(run_dir) / rundir.RESULTS, "a") as fh:
+            fh.write(json.dumps(record)[:50])  # the disk kept only part of it
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(rundir, "append_result", torn_final)
+        with pytest.raises(rundir.ResultsUnreadable):
+            run_experiment(cfg, run_dir, quiet=True)
+    assert not (run_dir / "done").exists() and run_status(run_dir) == "pending"
+    run_experiment(cfg, run_dir, quiet=True)  # the rerun writes the final record again
+    assert (run_dir / "done").exists() and _strip(read_results(run_dir)) == _strip(read_results(ref))
+
+
+OPTIMIZERS = [
+    "sgd",
+    "adam",
+    "adamw",
+    "sam",
+    "asam",
+    "asam_common",
+    "lsam",
+    "lsam_decomposed",
+    "iw",
+    "lr",
+    "msam",
+]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_resumes_from_a_weights_only_checkpoint(tmp_path, name):
+    import samlens.optim
+
+    assert sorted(OPTIMIZERS) == sorted(samlens.optim.list_optimizers())  # keep this list complete
+    cfg = tiny_cfg(**{"optim.name": name, "train.epochs": 2, "train.checkpoint_every": 3})
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, resumed, step_hook=_interrupt_at(4), quiet=True)
+    torch.load(resumed / CHECKPOINT, weights_only=True)  # plain data only
+    run_experiment(cfg, resumed, quiet=True)
+    a, b = load_checkpoint(ref), load_checkpoint(resumed)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert _strip(read_results(ref)) == _strip(read_results(resumed))
+
+
+def test_checkpoint_with_numpy_rng_layout_still_resumes(tmp_path):
+    # Checkpoints written before RNG states were stored as tensors held numpy arrays.
+    import random
+
+    import numpy as np
+
+    cfg = tiny_cfg()
+    ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
+    run_dir = tmp_path / "old"
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, run_dir, step_hook=_interrupt_at(6), quiet=True)
+    ckpt = load_checkpoint(run_dir)
+    npy, py = ckpt["rng"]["numpy"], ckpt["rng"]["python"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    ckpt["rng"]["numpy"] = (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    ckpt["rng"]["python"] = (py["version"], tuple(py["internal"]), py["gauss_next"])
+    ckpt.pop("last_metrics")
+    torch.save(ckpt, run_dir / CHECKPOINT)
+    assert random.getstate()  # (the old layout is what random/numpy return)
+    run_experiment(cfg, run_dir, quiet=True)
+    assert _strip(read_results(run_dir)) == _strip(read_results(ref))
+
+
+@pytest.mark.parametrize(
+    "name, options, expected",
+    [("sgd", {}, None), ("adamw", {}, None), ("sam", {}, 16), ("lsam", {}, 16), ("msam", {"m": 4}, 4)],
+)
+def test_meta_records_examples_per_perturbation(tmp_path, name, options, expected):
+    cfg = tiny_cfg(**{"optim.name": name, "optim.options": options, "train.steps": 1})
+    meta = json.loads((run_experiment(cfg, tmp_path / name, quiet=True) / "meta.json").read_text())
+    assert meta["examples_per_perturbation"] == expected
+
+
+def test_run_files_are_readable_by_the_group(tmp_path):
+    old = os.umask(0o022)
+    try:
+        run_dir = run_experiment(tiny_cfg(**{"train.epochs": 1}), tmp_path / "run", quiet=True)
+    finally:
+        os.umask(old)
+    for name in ("config.yaml", "meta.json", "done", CHECKPOINT, "results.jsonl", "train.log"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o644, name
+
+
+def test_threads_are_set_for_the_run_recorded_and_restored(tmp_path):
+    before = torch.get_num_threads()
+    seen = []
+    cfg = tiny_cfg(**{"train.steps": 1})
+    run_dir = run_experiment(
+        cfg, tmp_path / "run", quiet=True, threads=1, step_hook=lambda s: seen.append(torch.get_num_threads())
+    )
+    assert seen == [1] and torch.get_num_threads() == before
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["threads"] == 1 and meta["device"]["threads"] == 1

@@ -19,7 +19,7 @@ from samlens.errors import ConfigError
 COMMAND = "run"
 HELP = "Train one experiment config into a run directory (resumes or skips an existing one)."
 
-_OWN = ("--run_dir", "--quiet", "--print_config", "--help", "-h")
+_OWN = ("--run_dir", "--quiet", "--print_config", "--threads", "--help", "-h")
 
 
 def config_parser() -> Any:
@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run_dir", default=None, help="run directory (default: runs/<name>-<config hash>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
     parser.add_argument("--print_config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for this run (default: min(2, cores); recorded in meta.json)",
+    )
     parser.set_defaults(forward=[])
     for action in config_parser()._actions:
         for option in action.option_strings:
@@ -91,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(cfg), end="")
         return 0
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{cfg.name}-{config_hash(cfg)}"
-    run_experiment(cfg, run_dir, quiet=args.quiet)
+    run_experiment(cfg, run_dir, quiet=args.quiet, threads=args.threads)
     if is_done(run_dir):
         print(run_dir)
         return 0

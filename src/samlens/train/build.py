@@ -44,6 +44,28 @@ def check_names(cfg: ExperimentConfig) -> None:
     base = optim.registry.BASE_OPTIMIZERS
     if cfg.optim.base not in base:
         raise ConfigError(f"unknown optim.base {cfg.optim.base!r}; valid choices: {', '.join(base)}")
+    # The engine is first used after training (and by ``samlens probe``): check it now.
+    from samlens.probe.engine import get_engine
+
+    try:
+        get_engine(cfg.probe.engine)
+    except ConfigError as err:
+        raise ConfigError(f"probe.engine: {err}") from None
+
+
+def examples_per_perturbation(cfg: ExperimentConfig, optimizer: Any) -> int | None:
+    """How many examples one ascent perturbation is computed from, on one device.
+
+    None for optimizers that do not perturb; m-SAM's micro-batch size ``m``; otherwise the
+    batch, which under DDP with per-device ascent is the per-device batch (``data.batch_size``).
+    """
+    from samlens.optim.per_example import MicroBatchSAM
+
+    if cfg.optim.name in PLAIN_OPTIMIZERS:
+        return None
+    if isinstance(optimizer, MicroBatchSAM):
+        return int(optimizer.m)
+    return cfg.data.batch_size
 
 
 def build_dataset(cfg: ExperimentConfig) -> Any:

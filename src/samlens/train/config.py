@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -217,6 +216,16 @@ def _check_values(cfg: ExperimentConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _check_name(cfg.name)
+
+
+def _check_name(name: str) -> None:
+    """``name`` becomes the directory ``runs/<name>-<hash>``: one plain path component."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(
+            f"name {name!r} must be a plain name without '/', '\\' or '..' "
+            "(it names the run directory under runs/)"
+        )
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
@@ -298,16 +307,10 @@ def config_to_yaml(cfg: ExperimentConfig) -> str:
 
 
 def dump_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
-    """Write ``cfg`` as YAML atomically (temp file + rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(config_to_yaml(cfg))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``cfg`` as YAML atomically (temp file + rename), mode ``0666 & ~umask``."""
+    from samlens.train.rundir import atomic_write_text  # rundir imports this module
+
+    atomic_write_text(path, config_to_yaml(cfg))
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,4 +356,6 @@ def derive_seed(cfg: ExperimentConfig) -> int:
     initialisation and the same data order.
     """
     d = config_to_dict(cfg)
+    # The worker count changes speed, not batches: every count seeds like the default 0.
+    d["data"]["num_workers"] = 0
     return int(_digest({"data": d["data"], "model": d["model"], "seed": d["train"]["seed"]})[:8], 16)

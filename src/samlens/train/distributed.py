@@ -1,4 +1,5 @@
-"""DDP when launched by ``torchrun``: one process per device, rank 0 writes the run directory."""
+"""DDP when launched by ``torchrun`` (one process per device, rank 0 writes the run directory),
+and how many torch threads each training process uses."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
+    def agree(self, value: int, device: torch.device) -> int:
+        """The largest of every process's ``value``, on every process (a decision rank 0 made)."""
+        if not self.enabled:
+            return value
+        flag = torch.tensor(value, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag)
+
     def all_sum(self, value: torch.Tensor) -> torch.Tensor:
         """Sum of ``value`` over processes (a copy; the input is left alone)."""
         value = value.clone()
@@ -54,3 +63,29 @@ def pick_device(ctx: DistContext) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", ctx.local_rank)
     return torch.device("cpu")
+
+
+# Intra-op threads for one run alone on the machine; chosen by ``benchmarks/threads.py``
+# (docs/benchmarks.md).
+SINGLE_RUN_THREADS = 2
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which container limits narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Threads for each of ``workers`` runs sharing ``cores``: ``max(1, cores // workers)``."""
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, workers))
+
+
+def default_threads() -> int:
+    """Threads for a run when none is asked for: the measured single-run choice, divided
+    among the processes torchrun starts on this machine."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return min(SINGLE_RUN_THREADS, threads_per_worker(local))

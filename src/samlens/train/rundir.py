@@ -3,17 +3,22 @@
 Layout of a run directory::
 
     config.yaml     resolved config (written first)
-    meta.json       provenance: git commit, package versions, device, seeds, world size
+    meta.json       provenance: git commit, package versions, device, seeds, world size, threads
     results.jsonl   append-only, one JSON object per eval / probe / final / failed event
-    checkpoint.pt   latest checkpoint, replaced atomically
+    checkpoint.pt   latest checkpoint, replaced atomically; tensors, numbers and strings only
     train.log       human-readable log
     running         present while a process trains the run (pid and host inside)
+    .lock           an exclusive ``flock`` held by the process that trains the run
     failed          written instead of ``done`` when the run stops on an error (reason inside)
-    done            written last, only after a complete run
+    done            written last, only after a complete run whose ``final`` record reads back
+
+Files are written readable by the group and others (``0666 & ~umask``), so runs on a shared
+cluster can be read by colleagues; nothing here holds secrets.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -23,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from samlens.errors import ConfigError, SamlensError
 from samlens.train.config import ExperimentConfig, load_config
 
 CONFIG = "config.yaml"
@@ -33,8 +39,28 @@ LOG = "train.log"
 RUNNING = "running"
 FAILED = "failed"
 DONE = "done"
+LOCK = ".lock"
 
 STATUSES = ("done", "failed", "running", "pending")
+
+# ``atomic_open`` names its temp files ``.<name>.<random>.tmp``; a process killed while
+# writing one (SIGKILL, power loss) leaves it behind.
+_TEMP_GLOB = ".*.tmp"
+
+
+class RunBusy(ConfigError):
+    """Another process holds the run directory's lock (it is training that run)."""
+
+
+class ResultsUnreadable(SamlensError):
+    """``results.jsonl`` does not read back a record that was just appended."""
+
+
+def file_mode() -> int:
+    """``0666 & ~umask``: the mode ``open()`` gives new files, unlike ``mkstemp``'s 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextmanager
@@ -43,6 +69,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -64,13 +91,57 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], None])
         save(fh)
 
 
+def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files of interrupted atomic writes; call only while holding the run's lock."""
+    removed = []
+    for tmp in Path(run_dir).glob(_TEMP_GLOB):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------
+# results.jsonl
+
+
+def _repair_tail(fd: int) -> None:
+    """Make the file end on a line boundary before an append.
+
+    A write cut short (power loss, a full disk) leaves a last line without its newline; an
+    append would glue the next record onto it and both would be unreadable. A tail that
+    still parses as a record only lacks its newline; anything else is cut off.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    data = os.pread(fd, size, 0)
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+    except ValueError:
+        os.ftruncate(fd, start)
+        return
+    _write_all(fd, b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
 def append_result(run_dir: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line to ``results.jsonl`` (a single write, so lines never interleave)."""
-    line = json.dumps(record, sort_keys=False, allow_nan=True) + "\n"
-    with open(Path(run_dir) / RESULTS, "a") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one JSON line to ``results.jsonl``, under an exclusive lock of the file, so
+    concurrent appends (a probe next to a report) never interleave, and always on a new line."""
+    line = (json.dumps(record, sort_keys=False, allow_nan=True) + "\n").encode()
+    fd = os.open(Path(run_dir) / RESULTS, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _repair_tail(fd)
+        _write_all(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_results(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -79,14 +150,21 @@ def read_results(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
+
+
+def has_final(run_dir: str | os.PathLike[str], step: int) -> bool:
+    """True when ``results.jsonl`` reads back a ``final`` record at ``step``."""
+    return any(r.get("event") == "final" and r.get("step") == step for r in read_results(run_dir))
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
@@ -107,6 +185,70 @@ def is_failed(run_dir: str | os.PathLike[str]) -> bool:
     return (Path(run_dir) / FAILED).exists()
 
 
+# ---------------------------------------------------------------------------------------
+# the run lock
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``<run_dir>/.lock`` for the training process.
+
+    The kernel drops the lock when the process dies, however it dies, so a killed run never
+    leaves a stale lock (unlike the ``running`` marker, which only says who held it).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            run_dir = self.path.parent
+            raise RunBusy(
+                f"run directory {str(run_dir)!r} is being trained by another process{_holder(run_dir)}"
+            ) from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _holder(run_dir: Path) -> str:
+    try:
+        info = json.loads((run_dir / RUNNING).read_text())
+        return f" (pid {int(info['pid'])} on {info['host']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def is_locked(run_dir: str | os.PathLike[str]) -> bool:
+    """True while some process holds the run's lock (never takes it for longer than a probe)."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,14 +262,17 @@ def _pid_alive(pid: int) -> bool:
 def run_status(run_dir: str | os.PathLike[str]) -> str:
     """One of ``done``, ``failed``, ``running`` or ``pending`` (not started, or interrupted).
 
-    ``running`` means a ``running`` marker exists and, when it was written on this host,
-    its process is still alive; a stale marker (killed run) counts as ``pending``.
+    ``running`` means a process holds the run's lock. The ``running`` marker decides only
+    for runs without a lock file: those written on another host count as running, those of
+    this host while their process is alive; a stale marker (killed run) counts as ``pending``.
     """
     run_dir = Path(run_dir)
     if (run_dir / DONE).exists():
         return "done"
     if (run_dir / FAILED).exists():
         return "failed"
+    if is_locked(run_dir):
+        return "running"
     marker = run_dir / RUNNING
     if marker.exists():
         try:
@@ -136,25 +281,60 @@ def run_status(run_dir: str | os.PathLike[str]) -> str:
             return "running"
         if info.get("host") != socket.gethostname():
             return "running"
+        if (run_dir / LOCK).exists():
+            return "pending"  # lock file present but free: its holder died
         return "running" if _pid_alive(int(info.get("pid", -1))) else "pending"
     return "pending"
 
 
+# ---------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _numpy_globals() -> list[Any]:
+    """What a checkpoint written before RNG states were stored as tensors needs: numpy
+    arrays and dtypes (plain data; nothing in them calls code)."""
+    import numpy as np
+
+    reconstruct = getattr(getattr(np, "_core", None), "multiarray", None)
+    reconstruct = getattr(reconstruct, "_reconstruct", None) or np.core.multiarray._reconstruct
+    return [reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(run_dir: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any] | None:
-    """The latest checkpoint dict of a run, or None if it has none yet."""
+    """The latest checkpoint dict of a run, or None if it has none yet.
+
+    Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a
+    crafted file cannot run code. A file that is not such a checkpoint (truncated, random,
+    empty, or carrying other objects) raises a one-line ``ConfigError``.
+    """
     import torch
 
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise ConfigError(f"cannot load checkpoint {str(path)!r}: {_first_line(err)}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ConfigError(f"cannot load checkpoint {str(path)!r}: not a samlens checkpoint")
+    return ckpt
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if "Weights only load failed" in text or "Unsupported global" in str(err):
+        return "it holds objects other than tensors, numbers and strings, refused for safety"
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
 
 
 def load_run(
     run_dir: str | os.PathLike[str], *, map_location: str = "cpu"
 ) -> tuple[ExperimentConfig, Any, Any]:
     """``(cfg, model, dataset)`` of a run; the model holds the checkpoint's weights, in eval mode."""
-    from samlens.errors import ConfigError
     from samlens.train.build import build_dataset, build_model
 
     run_dir = Path(run_dir)
@@ -166,6 +346,16 @@ def load_run(
         raise ConfigError(f"run {str(run_dir)!r} has no checkpoint yet")
     dataset = build_dataset(cfg)
     model = build_model(cfg, dataset, load_pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt["model"], run_dir / CHECKPOINT)
     model.eval()
     return cfg, model, dataset
+
+
+def load_weights(model: Any, state: dict[str, Any], path: Path) -> None:
+    """``model.load_state_dict(state)``; a mismatch is a damaged or foreign checkpoint."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} does not fit the run's model: {_first_line(err)}"
+        ) from None

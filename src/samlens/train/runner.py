@@ -27,7 +27,7 @@ from torch import nn
 from samlens.errors import ConfigError
 from samlens.train import build, rundir
 from samlens.train.config import ExperimentConfig, config_hash, derive_seed, dump_config, flatten_config
-from samlens.train.distributed import DistContext, init_distributed, pick_device
+from samlens.train.distributed import DistContext, default_threads, init_distributed, pick_device
 from samlens.train.evaluate import evaluate
 from samlens.train.meta import collect_meta, device_info
 from samlens.train.probing import make_prober
@@ -127,7 +127,21 @@ def _deterministic(enabled: bool) -> Iterator[None]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors, numbers and lists, so checkpoints load with
+    ``torch.load(weights_only=True)``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -135,8 +149,16 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npy, py = state["numpy"], state["python"]
+    if isinstance(npy, dict):
+        keys = npy["keys"].numpy().astype(np.uint32)
+        np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    else:  # checkpoints written before the tensor layout
+        np.random.set_state(npy)
+    if isinstance(py, dict):
+        random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+    else:
+        random.setstate(py)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -174,14 +196,22 @@ class _Run:
     """State of one training run; split from ``run_experiment`` to keep each step readable."""
 
     def __init__(
-        self, cfg: ExperimentConfig, run_dir: Path, quiet: bool, step_hook: StepHook | None, ctx: DistContext
+        self,
+        cfg: ExperimentConfig,
+        run_dir: Path,
+        quiet: bool,
+        step_hook: StepHook | None,
+        ctx: DistContext,
+        threads: int,
     ) -> None:
         self.cfg, self.run_dir, self.quiet, self.step_hook, self.ctx = cfg, run_dir, quiet, step_hook, ctx
+        self.threads = threads
         self.seed = derive_seed(cfg)
         self.flat = flatten_config(cfg)
         self.device = pick_device(ctx)
         self.writes = ctx.is_main
         self.tb = None
+        self.removed_temp: list[Path] = []
 
     # -- setup -------------------------------------------------------------------------
     def build(self) -> None:
@@ -228,10 +258,11 @@ class _Run:
                 meta = collect_meta(
                     config_hash=config_hash(cfg),
                     device=device_info(self.device),
+                    threads=self.threads,
                     seeds={"train.seed": cfg.train.seed, "derived": self.seed},
                     world_size=self.ctx.world_size,
                     ascent="per_device" if perturbs else None,
-                    examples_per_perturbation=cfg.data.batch_size if perturbs else None,
+                    examples_per_perturbation=build.examples_per_perturbation(cfg, self.opt),
                     group_names=list(self.dataset.group_names),
                     attribute_names=list(self.dataset.attribute_names),
                     steps_per_epoch=self.steps_per_epoch,
@@ -242,6 +273,10 @@ class _Run:
             rundir.atomic_write_text(run_dir / rundir.RUNNING, json.dumps(marker) + "\n")
         self.log = _open_log(run_dir if self.writes else None, self.quiet or not self.writes, cfg.name)
         self.seen = {(r.get("event"), r.get("step")) for r in rundir.read_results(run_dir)}
+        if self.removed_temp:
+            names = ", ".join(p.name for p in self.removed_temp)
+            self.log.info(f"removed temp files of an interrupted write: {names}")
+        self.log.info(f"torch threads: {self.threads}")
         if self.writes and cfg.train.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -253,19 +288,38 @@ class _Run:
         self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), device=self.device, dtype=torch.long)
         self.seen_examples = 0
-        ckpt = rundir.load_checkpoint(self.run_dir, map_location=str(self.device))
-        if ckpt is None:
-            _seed_all(self.seed)
-            return
-        self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-        self.step, self.epoch, self.step_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["step_in_epoch"]
-        self.loss_sum = ckpt["loss_sum"].to(self.device)
-        self.correct = ckpt["correct"].to(self.device)
-        self.seen_examples = ckpt["seen_examples"]
+        self.last: dict[str, float] = {}
+        path = self.run_dir / rundir.CHECKPOINT
+        remedy = "; delete it to train the run again from the start"
+        try:
+            ckpt = rundir.load_checkpoint(self.run_dir, map_location=str(self.device))
+            if ckpt is None:
+                _seed_all(self.seed)
+                return
+            rundir.load_weights(self.model, ckpt["model"], path)
+        except ConfigError as err:
+            raise ConfigError(f"{err}{remedy}") from None
+        try:
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            _set_rng_state(ckpt["rng"])
+            self.step, self.epoch, self.step_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["step_in_epoch"]
+            self.loss_sum = ckpt["loss_sum"].to(self.device)
+            self.correct = ckpt["correct"].to(self.device)
+            self.seen_examples = ckpt["seen_examples"]
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise ConfigError(
+                f"cannot resume from checkpoint {str(path)!r}: {type(err).__name__}: {err}{remedy}"
+            ) from None
+        self.last = dict(ckpt.get("last_metrics") or self._recorded_eval())
         self.log.info(f"resumed from step {self.step} (epoch {self.epoch}, +{self.step_in_epoch} steps)")
+
+    def _recorded_eval(self) -> dict[str, float]:
+        """The eval metrics recorded at the checkpoint's step (checkpoints without ``last_metrics``)."""
+        if self.step < self.total_steps:
+            return {}
+        evals = [r for r in rundir.read_results(self.run_dir) if r.get("event") == "eval"]
+        return next((r["metrics"] for r in reversed(evals) if r.get("step") == self.step), {})
 
     def save(self) -> None:
         if not self.writes:
@@ -281,6 +335,9 @@ class _Run:
             "loss_sum": self.loss_sum,
             "correct": self.correct,
             "seen_examples": self.seen_examples,
+            # The final event needs the last epoch's train loss/accuracy, whose sums are
+            # reset before this save; a resume between this save and that event reads them here.
+            "last_metrics": dict(self.last),
             "config_hash": config_hash(self.cfg),
         }
         rundir.atomic_save(self.run_dir / rundir.CHECKPOINT, lambda fh: torch.save(state, fh))
@@ -417,7 +474,6 @@ class _Run:
         from tqdm.auto import tqdm
 
         show = not self.quiet and self.writes and sys.stderr.isatty()
-        last: dict[str, float] = {}
         with tqdm(total=self.total_steps, initial=self.step, disable=not show, desc=self.cfg.name) as bar:
             while self.step < self.total_steps:
                 completed = self.train_epoch(bar)
@@ -425,14 +481,15 @@ class _Run:
                 if completed:
                     self.epoch += 1
                     self.step_in_epoch = 0
-                last = self.end_of_epoch(final=finished) if (completed or finished) else last
+                if completed or finished:
+                    self.last = self.end_of_epoch(final=finished)
                 if completed:
                     self.loss_sum.zero_()
                     self.correct.zero_()
                     self.seen_examples = 0
                 self.ctx.barrier()
                 self.save()
-        self.finish(last)
+        self.finish(self.last)
 
     def finish(self, last: dict[str, float]) -> None:
         metrics = dict(last) if last else self._evaluate()
@@ -445,53 +502,107 @@ class _Run:
         self.log.info("final: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k))
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """``threads`` intra-op threads for the duration of the run (restored afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _skip_message(run_dir: Path) -> str | None:
+    if rundir.is_done(run_dir):
+        return f"{run_dir}: already done"
+    if rundir.is_failed(run_dir):
+        return f"{run_dir}: failed earlier; remove {run_dir / rundir.FAILED} to retry"
+    return None
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     run_dir: str | os.PathLike[str],
     *,
     quiet: bool = False,
     step_hook: StepHook | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Train ``cfg`` into ``run_dir``; resume it if interrupted, skip it if done.
 
     ``step_hook(step)`` is called after every optimizer step (tests use it to interrupt a
-    run). A non-finite training loss ends the run with a ``failed`` event and marker; user
-    mistakes raise ``ConfigError`` before anything is written.
+    run). ``threads``: torch intra-op threads for this run (default: ``default_threads()``).
+    A non-finite training loss ends the run with a ``failed`` event and marker; user
+    mistakes raise ``ConfigError`` before anything is written. The training process holds
+    an exclusive lock on the run directory: a second process on it raises ``RunBusy``.
     """
     run_dir = Path(run_dir)
     _check_same_config(run_dir, cfg)
-    if rundir.is_done(run_dir):
+    skip = _skip_message(run_dir)
+    if skip is not None:
         if not quiet:
-            print(f"{run_dir}: already done", file=sys.stderr)
+            print(skip, file=sys.stderr)
         return run_dir
-    if rundir.is_failed(run_dir):
-        if not quiet:
-            print(f"{run_dir}: failed earlier; remove {run_dir / rundir.FAILED} to retry", file=sys.stderr)
-        return run_dir
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
     ctx = init_distributed()
-    run = _Run(cfg, run_dir, quiet, step_hook, ctx)
-    with _deterministic(cfg.train.deterministic):
+    threads = threads or default_threads()
+    run = _Run(cfg, run_dir, quiet, step_hook, ctx, threads)
+    lock = rundir.RunLock(run_dir)
+    with _torch_threads(threads), _deterministic(cfg.train.deterministic):
         run.build()
+        # 0: train; 1: another process holds the lock; 2: it finished the run meanwhile.
+        verdict = 0
         if ctx.is_main:
             _prepare_dir(run_dir, cfg)
-        ctx.barrier()
-        run.start_files()
+            try:
+                lock.acquire()
+            except rundir.RunBusy:
+                verdict = 1
+            if verdict == 0 and _skip_message(run_dir) is not None:
+                verdict = 2
+        verdict = ctx.agree(verdict, run.device)
         try:
-            run.restore()
-            run.loop()
-        except _Diverged as err:
-            reason = str(err)
-            run.log.error(f"run failed: {reason}")
-            run.emit("failed", {"reason": reason}, dedupe=False)
-            if run.writes:
-                rundir.atomic_write_text(run_dir / rundir.FAILED, reason + "\n")
-            return run_dir
+            if verdict == 1 and ctx.is_main:
+                lock.acquire()  # raises RunBusy again, with the holder's pid
+            if verdict:
+                skip = _skip_message(run_dir)
+                if skip is not None and not quiet and ctx.is_main:
+                    print(skip, file=sys.stderr)
+                return run_dir
+            if ctx.is_main:
+                run.removed_temp = rundir.remove_stale_temp_files(run_dir)
+            return _train(run, run_dir)
         finally:
-            if run.writes:
-                (run_dir / rundir.RUNNING).unlink(missing_ok=True)
-            if run.tb is not None:
-                run.tb.close()
-            _close_log(run.log)
+            lock.release()
+
+
+def _train(run: _Run, run_dir: Path) -> Path:
+    """Files, resume, loop, final event and ``done``; the caller holds the run's lock."""
+    run.start_files()
+    try:
+        run.restore()
+        run.loop()
+    except _Diverged as err:
+        reason = str(err)
+        run.log.error(f"run failed: {reason}")
+        run.emit("failed", {"reason": reason}, dedupe=False)
         if run.writes:
-            rundir.atomic_write_text(run_dir / rundir.DONE, _now() + "\n")
+            rundir.atomic_write_text(run_dir / rundir.FAILED, reason + "\n")
+        return run_dir
+    finally:
+        if run.writes:
+            (run_dir / rundir.RUNNING).unlink(missing_ok=True)
+        if run.tb is not None:
+            run.tb.close()
+        _close_log(run.log)
+    if run.writes:
+        if not rundir.has_final(run_dir, run.step):
+            # ``done`` promises a readable final record; without one, rerunning writes it again.
+            raise rundir.ResultsUnreadable(
+                f"{run_dir / rundir.RESULTS}: the final record does not read back; "
+                "run the same command again to rewrite it"
+            )
+        rundir.atomic_write_text(run_dir / rundir.DONE, _now() + "\n")
     return run_dir
