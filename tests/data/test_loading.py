@@ -91,3 +91,35 @@ def test_persistent_workers_serve_several_epochs(waterbirds_root):
         batches = epoch_batches(len(view), 4, seed=0, epoch=epoch, ctx=SINGLE)
         got = list(loader.epoch(batches, seed=0, epoch=epoch))
         assert_same(got, reference_batches(view, batches))
+
+
+@pytest.mark.slow
+def test_runs_with_0_and_2_workers_train_identical_weights(waterbirds_root, tmp_path):
+    from samlens.train.config import derive_seed, load_config
+    from samlens.train.rundir import load_checkpoint
+    from samlens.train.runner import run_experiment
+
+    def cfg(workers):
+        return load_config(
+            overrides={
+                "data.name": "waterbirds",
+                "data.root": str(waterbirds_root),
+                "data.options": {"image_size": 16},  # augment=True: random crops and flips
+                "data.batch_size": 4,
+                "data.num_workers": workers,
+                "model.name": "small_cnn",
+                "model.options": {"width": 4},
+                "train.epochs": 2,
+                "train.deterministic": True,
+                "probe.enabled": False,
+            }
+        )
+
+    assert derive_seed(cfg(0)) == derive_seed(cfg(2))  # the worker count is not part of the seed
+    states = []
+    for workers in (0, 2):
+        run_experiment(cfg(workers), tmp_path / f"w{workers}", quiet=True)
+        states.append(load_checkpoint(tmp_path / f"w{workers}")["model"])
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
