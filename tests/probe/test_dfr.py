@@ -110,7 +110,8 @@ def sparse_problem(seed=0, n=300, dim=40):
 def test_sklearn_engine_fits_l1_with_exact_zeros():
     X, y = sparse_problem()
     Cs = np.array([0.05, 0.3])
-    fits = sklearn_engine.fit_l1([X, X], [y, y], np.array([0, 1]), Cs, seed=0)
+    rows = [np.arange(len(X))] * 2
+    fits = sklearn_engine.fit_l1(X, y, np.array([0, 1]), rows, Cs, seed=0)
     for k, C in enumerate(Cs):
         ref = official_l1_fit(float(C), 0, X, y)
         np.testing.assert_allclose(fits.coef[k], ref.coef_, atol=1e-10)

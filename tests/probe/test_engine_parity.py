@@ -2,12 +2,15 @@
 
 import numpy as np
 import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
 from synthetic import make_features
 
 from samlens.errors import ConfigError
-from samlens.probe import balanced_probe, dfr, transfer_probe
+from samlens.probe import balanced_probe, dfr, torch_engine, transfer_probe
 from samlens.probe.engine import get_engine
 from samlens.probe.linear import encode_classes
+from samlens.probe.sklearn_engine import l1_penalty
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -49,8 +52,49 @@ def test_dfr_engines_agree_within_half_a_point(seed):
     fast = dfr(train, val, test, engine="torch", seed=seed)
     assert fast["best_C"] == ref["best_C"]
     assert abs(fast["mean_acc"] - ref["mean_acc"]) <= 0.005
-    assert abs(fast["worst_group_acc"] - ref["worst_group_acc"]) <= 0.01
+    assert abs(fast["worst_group_acc"] - ref["worst_group_acc"]) <= 0.005
     np.testing.assert_allclose(fast["coef"], ref["coef"], atol=0.02)
+
+
+def latent_features(n, dim, seed):
+    """Correlated standardised features (a 6-d latent behind ``dim`` units), label on latent 0."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    z = rng.normal(size=(n, 6))
+    z[:, 0] += 0.8 * (2 * y - 1)
+    X = z @ np.random.default_rng(99).normal(size=(6, dim)) + 0.7 * rng.normal(size=(n, dim))
+    return (X - X.mean(0)) / X.std(0), y
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32])
+def test_l1_engines_agree_on_resampled_draws(dtype):
+    # DFR's final stage: the same C on different row subsets of one matrix, correlated features.
+    X, y = latent_features(1200, 60, seed=6)
+    rng = np.random.default_rng(7)
+    rows = [np.sort(rng.choice(len(X), 500, replace=False)) for _ in range(4)]
+    classes, Cs = np.array([0, 1]), np.full(4, 0.1)
+    official = get_engine("sklearn").fit_l1(X, y, classes, rows, Cs, seed=0)
+    fast = torch_engine.fit_l1(X, y, classes, rows, Cs, dtype=dtype)
+    # liblinear at its default tolerance is itself ~5e-3 (relative) from the optimum, so the
+    # tight comparison is with liblinear run to convergence.
+    tight = [
+        LogisticRegression(C=0.1, solver="liblinear", tol=1e-10, max_iter=10_000, **l1_penalty()).fit(
+            X[r], y[r]
+        )
+        for r in rows
+    ]
+    ref_coef = np.stack([m.coef_ for m in tight])
+    ref_icpt = np.stack([m.intercept_ for m in tight])
+    scale = np.abs(ref_coef).max()
+    atol = 1e-3 if dtype is None else 1e-2
+    np.testing.assert_allclose(fast.coef / scale, ref_coef / scale, atol=atol)
+    np.testing.assert_allclose(fast.intercept, ref_icpt, atol=atol * scale)
+    np.testing.assert_allclose(fast.coef / scale, official.coef / scale, atol=2e-2)
+    # The same sparsity: many exact zeros, in the same places up to a few tiny coefficients.
+    zeros_ref, zeros_fast = ref_coef == 0.0, fast.coef == 0.0
+    assert zeros_ref.sum() >= 0.3 * zeros_ref.size
+    assert (zeros_ref != zeros_fast).sum() <= 0.05 * zeros_ref.size
+    assert np.all(np.abs(ref_coef[zeros_ref != zeros_fast]) <= atol * scale)
 
 
 def test_l1_engines_agree_on_sparse_solution():
@@ -59,8 +103,9 @@ def test_l1_engines_agree_on_sparse_solution():
     y = (X[:, 0] - X[:, 1] + 0.5 * rng.normal(size=400) > 0).astype(int)
     classes = np.array([0, 1])
     Cs = np.array([1.0, 0.1, 0.01])
-    ref = get_engine("sklearn").fit_l1([X] * 3, [y] * 3, classes, Cs, seed=0)
-    fast = get_engine("torch").fit_l1([X] * 3, [y] * 3, classes, Cs, seed=0)
+    rows = [np.arange(len(X))] * 3
+    ref = get_engine("sklearn").fit_l1(X, y, classes, rows, Cs, seed=0)
+    fast = get_engine("torch").fit_l1(X, y, classes, rows, Cs, seed=0)
     np.testing.assert_allclose(fast.coef, ref.coef, atol=5e-3)
     np.testing.assert_allclose(fast.intercept, ref.intercept, atol=5e-3)
     # L1 really zeroes coordinates: at C=0.01 only the two informative ones can survive.

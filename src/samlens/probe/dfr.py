@@ -33,6 +33,10 @@ from samlens.probe.metrics import (
 
 DFR_CS: tuple[float, ...] = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
 DFR_RETRAINS = 20
+# The batched OWL-QN engine: the recipe's worst-group accuracy at a fraction of liblinear's
+# time (docs/benchmarks.md). A run's ``probe.engine`` is chosen for the balanced L2 probe
+# and is not used here unless asked for.
+DFR_ENGINE = "torch"
 
 
 def _balanced_draw(rows: np.ndarray, groups: np.ndarray, num_groups: int, rng, what: str) -> np.ndarray:
@@ -50,7 +54,7 @@ def dfr(
     test: Features,
     *,
     target: str = "label",
-    engine: str = "sklearn",
+    engine: str = DFR_ENGINE,
     seed: int = 0,
 ) -> dict:
     """Retrain the last layer on group-balanced validation embeddings and evaluate on test.
@@ -66,7 +70,7 @@ def dfr(
     check_same_dim(train=train, val=val, test=test)
     num_groups = int(max(train.groups.max(), val.groups.max(), test.groups.max())) + 1
     y_val, y_test = val.target(target), test.target(target)
-    classes, _ = encode_classes(y_val, f"DFR target {target!r} on val")
+    classes, y_idx = encode_classes(y_val, f"DFR target {target!r} on val")
     fit_l1 = get_engine(engine).fit_l1
     rng = np.random.default_rng(seed)
 
@@ -76,7 +80,8 @@ def dfr(
     rows_a = _balanced_draw(half_a, val.groups, num_groups, rng, "the tuning half of val")
     scaler_a = StandardScaler().fit(val.features[rows_a])
     Xa, Xb = scaler_a.transform(val.features[rows_a]), scaler_a.transform(val.features[half_b])
-    tune = fit_l1([Xa] * len(DFR_CS), [y_val[rows_a]] * len(DFR_CS), classes, np.asarray(DFR_CS), seed=seed)
+    all_a = np.arange(len(rows_a))
+    tune = fit_l1(Xa, y_idx[rows_a], classes, [all_a] * len(DFR_CS), np.asarray(DFR_CS), seed=seed)
     preds_b = tune.predict(Xb)
     scores = {
         float(C): min(per_group_accuracy(y_val[half_b], preds_b[i], val.groups[half_b]).values())
@@ -84,13 +89,14 @@ def dfr(
     }
     best_C = float(DFR_CS[int(np.argmax([scores[float(C)] for C in DFR_CS]))])  # ties: first listed
 
-    # Final: 20 balanced draws of all of val, scaled with training statistics, averaged.
+    # Final: 20 balanced draws of all of val, scaled with training statistics, averaged. The
+    # scaling is row-wise, so val is scaled once and every draw is a set of its rows.
     scaler = StandardScaler().fit(train.features)
     draws = [
         _balanced_draw(np.arange(len(val)), val.groups, num_groups, rng, "val") for _ in range(DFR_RETRAINS)
     ]
-    Xs = [scaler.transform(val.features[d]) for d in draws]
-    fits = fit_l1(Xs, [y_val[d] for d in draws], classes, np.full(DFR_RETRAINS, best_C), seed=seed)
+    X_val = scaler.transform(val.features)
+    fits = fit_l1(X_val, y_idx, classes, draws, np.full(DFR_RETRAINS, best_C), seed=seed)
     coef, intercept = fits.coef.mean(axis=0), fits.intercept.mean(axis=0)
     model = LinearModels(coef[None], intercept[None], classes)
     pred = model.predict(scaler.transform(test.features))[0]

@@ -16,7 +16,7 @@ from samlens.registry import Registry
 
 class Engine(NamedTuple):
     fit_l2: Callable  # (X, y_idx, classes, rows, Cs, *, seed) -> LinearModels
-    fit_l1: Callable  # (Xs, ys, classes, Cs, *, seed) -> LinearModels
+    fit_l1: Callable  # (X, y_idx, classes, rows, Cs, *, seed) -> LinearModels
 
 
 ENGINES: Registry[Engine] = Registry("probe engine")
@@ -28,8 +28,8 @@ def _torch_l2(X, y, classes, rows, Cs, *, seed, device="cpu"):
     return torch_engine.fit_l2(X, y, classes, rows, Cs, device=device)
 
 
-def _torch_l1(Xs, ys, classes, Cs, *, seed, device="cpu"):
-    return torch_engine.fit_l1(Xs, ys, classes, Cs, device=device)
+def _torch_l1(X, y, classes, rows, Cs, *, seed, device="cpu"):
+    return torch_engine.fit_l1(X, y, classes, rows, Cs, device=device)
 
 
 ENGINES.register("sklearn")(Engine(sklearn_engine.fit_l2, sklearn_engine.fit_l1))

@@ -47,21 +47,21 @@ def fit_l2(
 
 
 def fit_l1(
-    Xs: list[np.ndarray], ys: list[np.ndarray], classes: np.ndarray, Cs: np.ndarray, *, seed: int
+    X: np.ndarray, y: np.ndarray, classes: np.ndarray, rows: list[np.ndarray], Cs: np.ndarray, *, seed: int
 ) -> LinearModels:
-    """L1 logistic regression with liblinear (DFR's solver); one-vs-rest beyond two classes.
+    """L1 logistic regression with liblinear (DFR's solver), one fit per (rows, C).
 
-    Problem k trains on ``Xs[k]`` with labels ``ys[k]`` (class labels, not indices).
+    Labels y are class indices; one-vs-rest beyond two classes, as liblinear does.
     """
     coefs, intercepts = [], []
-    for X, y, C in zip(Xs, ys, Cs):
-        targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
+    targets = [1] if len(classes) == 2 else range(len(classes))
+    for idx, C in zip(rows, Cs):
         coef, icpt = [], []
-        for t in targets:
+        for c in targets:
             model = LogisticRegression(C=float(C), solver="liblinear", random_state=seed, **l1_penalty())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(X, t.astype(np.int64))
+                model.fit(X[idx], (y[idx] == c).astype(np.int64))
             coef.append(model.coef_[0])
             icpt.append(model.intercept_[0])
         coefs.append(np.stack(coef))
