@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     cfg, model, dataset = load_run(run_dir)
-    engine = args.engine or cfg.probe.engine
+    # The run's probe.engine is for the balanced probe; DFR has its own default engine.
+    from samlens.probe.dfr import DFR_ENGINE
+
+    engine = args.engine or (DFR_ENGINE if args.method == "dfr" else cfg.probe.engine)
     metrics = run_probe(args.method, model, dataset, engine=engine)
     ckpt = load_checkpoint(run_dir) or {}
     record = probe_record(cfg, ckpt.get("step", 0), ckpt.get("epoch", 0), metrics)
