@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 
 def batch_seed(seed: int, epoch: int, position: int) -> int:
@@ -68,7 +68,8 @@ def collate_images_labels(
     items: Sequence[tuple[torch.Tensor, int, Any]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(image, label, attrs)`` items → ``(images [N, C, H, W], labels [N])``; attrs are not needed."""
-    return torch.stack([item[0] for item in items]), torch.tensor([item[1] for item in items])
+    # default_collate stacks into shared memory inside a worker, saving a copy per batch.
+    return default_collate([item[0] for item in items]), torch.tensor([item[1] for item in items])
 
 
 class BatchLoader:

@@ -1,0 +1,90 @@
+"""Training-batch loading speed: Waterbirds-format JPEGs at 224 px, 0 vs N worker processes.
+
+Builds a synthetic Waterbirds folder (``metadata.csv`` + species folders) of ``--images``
+JPEGs in a temporary directory: crops of scikit-image photos at CUB-like sizes (about
+500x375), so decoding and resizing cost what they cost on the real data. Then loads the
+train split with its training transform (RandomResizedCrop + flip + ImageNet normalisation,
+224 px) through ``samlens.data.loading.BatchLoader`` in the runner's epoch order, for each
+worker count, and prints images/s. Each setting loads one warm-up epoch (starting the
+persistent workers), then ``--epochs`` timed epochs; the median epoch counts.
+
+    OMP_NUM_THREADS=1 python benchmarks/data_loading.py [--images 512] [--batch 64] [--workers 0 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from samlens.data import get_dataset
+from samlens.data.loading import BatchLoader
+from samlens.train.distributed import DistContext
+from samlens.train.runner import epoch_batches
+
+
+def write_waterbirds(root: Path, n: int, seed: int = 0) -> None:
+    """``n`` train images plus a few val/test rows, as ``metadata.csv`` + species folders."""
+    import skimage.data
+
+    names = ("astronaut", "chelsea", "coffee")
+    photos = [np.asarray(getattr(skimage.data, name)())[..., :3] for name in names]
+    rng = np.random.default_rng(seed)
+    rows = ["img_id,img_filename,y,split,place,place_filename"]
+    for i in range(n + 8):
+        photo = photos[i % len(photos)]
+        h, w = int(rng.integers(300, 376)), int(rng.integers(400, 501))
+        big = np.asarray(Image.fromarray(photo).resize((max(w, 512), max(h, 512))))
+        top, left = int(rng.integers(0, big.shape[0] - h + 1)), int(rng.integers(0, big.shape[1] - w + 1))
+        y = i % 2
+        name = f"{'001.Albatross' if y else '002.Sparrow'}/img_{i:05d}.jpg"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(big[top : top + h, left : left + w]).save(root / name, quality=90)
+        split = 0 if i < n else 1 + (i % 2)
+        rows.append(f"{i},{name},{y},{split},{(i // 2) % 2},x.jpg")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+
+
+def images_per_second(view, batch: int, workers: int, epochs: int) -> float:
+    loader = BatchLoader(view, num_workers=workers)
+    times = []
+    for epoch in range(epochs + 1):
+        batches = epoch_batches(len(view), batch, seed=0, epoch=epoch, ctx=DistContext())
+        start = time.perf_counter()
+        count = sum(len(y) for _, y in loader.epoch(batches, seed=0, epoch=epoch))
+        if epoch > 0:  # epoch 0 starts the workers
+            times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "waterbird_complete95_forest2water2"
+        write_waterbirds(root, args.images)
+        view = get_dataset("waterbirds", root=root, image_size=args.size).split("train", train=True)
+        print(f"{len(view)} JPEGs (~500x375) -> {args.size} px, batch {args.batch}, {os.cpu_count()} CPUs")
+        rates = {w: images_per_second(view, args.batch, w, args.epochs) for w in args.workers}
+    base = rates[args.workers[0]]
+    print(f"\n| data.num_workers | images/s | vs {args.workers[0]} workers |")
+    print("|---:|---:|---:|")
+    for workers, rate in rates.items():
+        print(f"| {workers} | {rate:.1f} | {rate / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
