@@ -21,16 +21,24 @@ GEOMETRIES = ("sam", "asam_official", "asam_common")
 DEFAULT_ETA = {"sam": 0.0, "asam_official": 0.01, "asam_common": 0.0}
 
 
+_WIDE = (torch.float32, torch.float64)
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the ascent is computed in: never narrower than fp32, never narrower than ``dtype``."""
-    return torch.promote_types(dtype, torch.float32)
+    return dtype if dtype in _WIDE else torch.promote_types(dtype, torch.float32)
+
+
+def widen(t: Tensor) -> Tensor:
+    """``t`` in its compute dtype; ``t`` itself (no copy, no dispatch) when it already is."""
+    return t if t.dtype in _WIDE else t.to(compute_dtype(t.dtype))
 
 
 def scaling(param: Tensor, geometry: str, eta: float, is_weight: bool) -> Tensor | None:
     """Return T for ``param`` (in ``compute_dtype(param.dtype)``), or None where T is the identity."""
     if geometry == "sam" or (geometry == "asam_official" and not is_weight):
         return None
-    t = param.detach().to(compute_dtype(param.dtype)).abs()
+    t = widen(param.detach()).abs()
     if eta:
         t.add_(eta)
     return t

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers
-from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, scaling
+from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, scaling, widen
 from samlens.optim.rng import RNGState
 from samlens.optim.wrapper import WrappedOptimizer, base_state_dict
 
@@ -214,12 +214,11 @@ class SAM(WrappedOptimizer):
         ]
 
     def _ascent_gradient(self, p: Tensor, group: dict[str, Any], inv_scale: Tensor | None) -> Tensor:
-        dtype = compute_dtype(p.dtype)
-        g = p.grad.detach().to(dtype)
+        g = widen(p.grad.detach())
         if inv_scale is not None:
-            g = g * inv_scale.to(dtype)
+            g = g * inv_scale.to(g.dtype)
         if self.ascent_weight_decay and group.get("weight_decay", 0.0):
-            g = g.add(p.detach().to(dtype), alpha=group["weight_decay"])
+            g = g.add(widen(p.detach()), alpha=group["weight_decay"])
         return g
 
     @torch.no_grad()
@@ -307,8 +306,8 @@ class SAM(WrappedOptimizer):
             step = d * (scale.to(p.device) if isinstance(scale, Tensor) else scale)
             if p.dtype == d.dtype:
                 p.add_(step)
-            else:  # one rounding from the compute-dtype result, not two
-                p.copy_(old.to(d.dtype).add_(step))
+            else:  # low precision (computed in fp32): one rounding from the fp32 result, not two
+                p.copy_(old.float().add_(step))
         for (rho, dtype), (ps, ds) in buckets.items():
             scale = scales[rho]
             if isinstance(scale, Tensor):
@@ -341,7 +340,7 @@ class SAM(WrappedOptimizer):
         if all(g.device.type == "cpu" for g in grads):
             totals = [g.detach().sum(dtype=compute_dtype(g.dtype)) for g in grads]
         else:
-            wide = [g.detach().to(compute_dtype(g.dtype)) for g in grads]
+            wide = [widen(g.detach()) for g in grads]
             totals = torch._foreach_norm(wide)
         return math.isfinite(torch.stack([t.to(device, acc) for t in totals]).sum().item())
 
