@@ -121,8 +121,9 @@ def test_report_skips_optional_figures(tmp_path: Path) -> None:
         e["metrics"] = {k: v for k, v in e["metrics"].items() if not k.startswith("group_acc/")}
     (run / "results.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     write_report(run)
-    made = sorted(p.name for p in (run / "figures").iterdir())
-    assert made == ["probe_vs_rho.pdf", "probe_vs_rho.png"]
+    made = sorted(p.name for p in (run / "figures").iterdir()) if (run / "figures").exists() else []
+    # One SGD run is no curve over ρ: no figure with a single point and no spread.
+    assert made == []
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "file"])

@@ -89,6 +89,9 @@ def probe_vs_rho(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
                 bands.append((label, mean, se))
             else:
                 lines.setdefault(label, []).append((float(cfg[RHO_KEY]), mean, se))
+        if not any(len(points) > 1 for points in lines.values()):
+            plt.close(fig)
+            return None  # one ρ: a single point says nothing about ρ (the tables hold it)
         for label, mean, se in bands:
             color = colors[line_index.setdefault(label, len(line_index)) % len(colors)]
             ax.axhspan(mean - se, mean + se, color=color, alpha=0.2, lw=0)
