@@ -136,6 +136,10 @@ def cifar_mnist(
             per_class["test"] = per_class["probe_test"] = n
             continue
         n_val = int(round(val_fraction * n))
+        if n_val >= n:
+            raise ConfigError(
+                f"val_fraction {val_fraction} leaves no training examples ({n} per class); use less"
+            )
         if n_val == 0:
             # No val examples: the dominoes still need a val pool to draw from, so hand them the
             # train pools with a per-class size of 0; the val split comes out empty.
