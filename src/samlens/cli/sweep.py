@@ -9,12 +9,15 @@ from pathlib import Path
 
 from samlens.errors import ConfigError
 from samlens.train import launchers
+from samlens.train.rundir import is_locked
 from samlens.train.sweep import (
     STATES,
     PointStatus,
+    SweepPoint,
     count_states,
     expand,
     load_grid_spec,
+    run_summary,
     sweep_status,
     write_manifest,
 )
@@ -92,6 +95,22 @@ def status_table(statuses: list[PointStatus]) -> str:
     return _summary(statuses) + "\n\n" + _format_table(["#", "run", "state", "updated", "assignment"], rows)
 
 
+def _describe(point: SweepPoint) -> str:
+    assignment = " ".join(f"{k}={v}" for k, v in point.assignment.items())
+    return f"{point.config_hash} ({assignment})" if assignment else point.config_hash
+
+
+def finish_line(outcome: launchers.Outcome, point: SweepPoint | None) -> str:
+    """``<hash> (<assignment>): done  test_acc 0.9123  probe_acc_other 0.7100``."""
+    name = _describe(point) if point is not None else Path(outcome.run_dir).name
+    detail = outcome.message if outcome.state == "error" else ""
+    if outcome.state in ("done", "failed"):
+        detail = run_summary(outcome.run_dir)
+    elif outcome.state == "running":
+        detail = "in another process"
+    return f"{name}: {outcome.state}  {detail}".rstrip()
+
+
 def _out_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.out) if args.out else None
 
@@ -125,14 +144,21 @@ def _launch(args: argparse.Namespace) -> int:
     write_manifest(points, spec, out_dir)
 
     before = sweep_status(points)
-    todo = [s.point for s in before if s.state in ("pending", "running")]
+    # A run whose lock is held is being trained by another process on this machine (e.g. a
+    # second launch of this sweep); a "running" marker without a held lock may be stale or
+    # from another host, so that run is tried and its worker finds out under the lock.
+    busy = [s.point for s in before if s.state == "running" and is_locked(s.point.run_dir)]
+    todo = [s.point for s in before if s.state == "pending" or (s.state == "running" and s.point not in busy)]
     counts = count_states(before)
     print(
         f"sweep {out_dir}: {len(points)} runs; {counts['done']} done (skipped), "
-        f"{counts['failed']} failed (skipped; delete a run directory to retry), {len(todo)} to run "
+        f"{counts['failed']} failed (skipped; delete a run directory to retry), "
+        f"{len(busy)} running in another process (skipped), {len(todo)} to run "
         f"with launcher {args.launcher} x{args.workers}",
         flush=True,
     )
+    for point in busy:
+        print(f"  {_describe(point)}: running (in another process)", flush=True)
     options: dict = {"cpus_per_task": args.cpus_per_task, "gpus_per_task": args.gpus_per_task}
     if args.launcher == "ray":
         options["address"] = args.ray_address
@@ -144,10 +170,15 @@ def _launch(args: argparse.Namespace) -> int:
             folder=out_dir / ".submitit",
         )
     tasks = [launchers.Task(p.config_dict(), str(p.run_dir), spec.imports) for p in todo]
-    outcomes = launchers.launch(args.launcher, tasks, workers=args.workers, **options)
-    for outcome in outcomes:
-        if outcome.state != "done":
-            print(f"  {Path(outcome.run_dir).name}: {outcome.state} {outcome.message}".rstrip())
+    by_dir = {str(p.run_dir): p for p in todo}
+    finished = 0
+
+    def report(outcome: launchers.Outcome) -> None:
+        nonlocal finished
+        finished += 1
+        print(f"  [{finished}/{len(tasks)}] {finish_line(outcome, by_dir.get(outcome.run_dir))}", flush=True)
+
+    launchers.launch(args.launcher, tasks, workers=args.workers, report=report, **options)
 
     after = sweep_status(points)
     print(_summary(after))

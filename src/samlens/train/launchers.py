@@ -1,11 +1,13 @@
 """Launchers: execute sweep points on an existing engine.
 
 Every launcher runs :func:`samlens.train.sweep.run_point` once per pending point and
-returns one :class:`Outcome` per point. Points are independent and idempotent (a run
-directory with ``done`` is skipped by the runner itself), so a launcher never needs to
-coordinate beyond "run these"; relaunching a sweep just runs what is left.
+returns one :class:`Outcome` per point, in task order; ``report(outcome)`` is called as each
+point finishes. Points are independent and idempotent (a run directory with ``done`` is
+skipped by the runner itself, one that another process trains is reported ``running``), so
+a launcher never needs to coordinate beyond "run these"; relaunching a sweep runs what is left.
 
-- ``local``: a process pool (``spawn``, so workers never inherit a forked torch state).
+- ``local``: a process pool (``spawn``, so workers never inherit a forked torch state);
+  N runs in parallel on C cores get ``max(1, C // N)`` torch threads each.
 - ``ray``: one Ray task per point; joins a running Ray instance or starts a local one.
 - ``slurm``: one submitit job array; on a machine without SLURM submitit's local
   executor runs the same array as local processes.
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a task: "done", "failed" (marked by the runner) or "error" (an exception)."""
+    """What became of a task: "done", "failed" (marked by the runner), "running" (another
+    process trains it) or "error" (an exception)."""
 
     run_dir: str
     state: str
@@ -45,6 +49,8 @@ class Outcome:
 
 
 RunFn = Callable[[dict[str, Any], str, int | None, tuple[str, ...]], str]
+Report = Callable[[Outcome], None]
+Unwrap = Callable[[BaseException], BaseException]
 
 LAUNCHERS: Registry[Callable[..., list[Outcome]]] = Registry("launcher")
 
@@ -68,26 +74,62 @@ def _check_workers(workers: int) -> int:
     return workers
 
 
+class _Collector:
+    """Outcomes in task order, each reported the moment it is known."""
+
+    def __init__(self, tasks: Sequence[Task], report: Report | None) -> None:
+        self.tasks, self.report = tasks, report
+        self.outcomes: dict[int, Outcome] = {}
+
+    def result(self, i: int, get: Callable[[], str], unwrap: Unwrap = lambda err: err) -> None:
+        try:
+            outcome = Outcome(self.tasks[i].run_dir, get())
+        except Exception as err:  # a crashed run must not stop the others
+            outcome = _error(self.tasks[i], unwrap(err))
+        self.outcomes[i] = outcome
+        if self.report is not None:
+            self.report(outcome)
+
+    def ordered(self) -> list[Outcome]:
+        return [self.outcomes[i] for i in range(len(self.tasks))]
+
+
+def local_threads(workers: int, tasks: int, cores: int | None = None) -> int | None:
+    """Torch threads per local worker: ``max(1, C // N)`` for N parallel runs on C cores;
+    None (the runner's single-run default) when runs go one at a time."""
+    from samlens.train.distributed import threads_per_worker
+
+    parallel = min(workers, tasks)
+    return threads_per_worker(parallel, cores) if parallel > 1 else None
+
+
 @LAUNCHERS.register("local")
 def launch_local(
-    tasks: Sequence[Task], workers: int = 1, run_fn: RunFn | None = None, **_: Any
+    tasks: Sequence[Task],
+    workers: int = 1,
+    run_fn: RunFn | None = None,
+    report: Report | None = None,
+    **_: Any,
 ) -> list[Outcome]:
-    """Run tasks in a pool of ``workers`` spawned processes (one torch thread each when > 1)."""
+    """Run tasks in a pool of ``workers`` spawned processes (``local_threads`` torch threads each)."""
     run_fn = run_fn or _default_run_fn()
     workers = _check_workers(workers)
     if not tasks:
         return []
-    threads = 1 if workers > 1 else None
+    threads = local_threads(workers, len(tasks))
     ctx = multiprocessing.get_context("spawn")
-    outcomes: list[Outcome] = []
+    collect = _Collector(tasks, report)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        futures = [pool.submit(run_fn, t.config, t.run_dir, threads, t.imports) for t in tasks]
-        for task, future in zip(tasks, futures):
-            try:
-                outcomes.append(Outcome(task.run_dir, future.result()))
-            except Exception as err:  # a crashed run must not stop the others
-                outcomes.append(_error(task, err))
-    return outcomes
+        futures = {
+            pool.submit(run_fn, t.config, t.run_dir, threads, t.imports): i for i, t in enumerate(tasks)
+        }
+        for future in as_completed(futures):
+            collect.result(futures[future], future.result)
+    return collect.ordered()
+
+
+def _ray_cause(err: BaseException) -> BaseException:
+    return getattr(err, "cause", None) or err
 
 
 @LAUNCHERS.register("ray")
@@ -98,6 +140,7 @@ def launch_ray(
     address: str | None = None,
     cpus_per_task: float = 1,
     gpus_per_task: float = 0,
+    report: Report | None = None,
     **_: Any,
 ) -> list[Outcome]:
     """One Ray task per point. Uses the running Ray instance if there is one (or ``address``);
@@ -120,14 +163,14 @@ def launch_ray(
     try:
         remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(run_fn)
         threads = max(1, int(cpus_per_task))
-        refs = [remote.remote(t.config, t.run_dir, threads, t.imports) for t in tasks]
-        outcomes = []
-        for task, ref in zip(tasks, refs):
-            try:
-                outcomes.append(Outcome(task.run_dir, ray.get(ref)))
-            except Exception as err:
-                outcomes.append(_error(task, getattr(err, "cause", None) or err))
-        return outcomes
+        refs = {remote.remote(t.config, t.run_dir, threads, t.imports): i for i, t in enumerate(tasks)}
+        collect = _Collector(tasks, report)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                collect.result(refs[ref], lambda ref=ref: ray.get(ref), _ray_cause)
+        return collect.ordered()
     finally:
         if started:
             ray.shutdown()
@@ -144,6 +187,8 @@ def launch_slurm(
     timeout_min: int = 240,
     cpus_per_task: int = 1,
     gpus_per_task: int = 0,
+    report: Report | None = None,
+    poll_s: float = 1.0,
     **_: Any,
 ) -> list[Outcome]:
     """Submit one submitit job array (at most ``workers`` jobs at a time) and wait for it.
@@ -177,7 +222,7 @@ def launch_slurm(
     # SLURM throttles the array itself; submitit's local executor starts every job at once,
     # so there the array is submitted in waves of ``workers``.
     wave = len(tasks) if executor.cluster == "slurm" else workers
-    outcomes = []
+    collect = _Collector(tasks, report)
     for start in range(0, len(tasks), wave):
         chunk = tasks[start : start + wave]
         threads = [max(1, cpus_per_task)] * len(chunk)
@@ -188,12 +233,15 @@ def launch_slurm(
             threads,
             [t.imports for t in chunk],
         )
-        for task, job in zip(chunk, jobs):
-            try:
-                outcomes.append(Outcome(task.run_dir, job.result()))
-            except Exception as err:
-                outcomes.append(_error(task, err))
-    return outcomes
+        waiting = dict(zip(range(start, start + len(chunk)), jobs))
+        while waiting:
+            # Poll rather than wait in order, so each run is reported when it ends.
+            finished = [i for i, job in waiting.items() if job.done()]
+            for i in finished:
+                collect.result(i, waiting.pop(i).result)
+            if waiting and not finished:
+                time.sleep(poll_s)
+    return collect.ordered()
 
 
 def launch(name: str, tasks: Sequence[Task], workers: int = 1, **options: Any) -> list[Outcome]:

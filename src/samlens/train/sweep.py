@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -326,13 +325,41 @@ def write_manifest(points: list[SweepPoint], spec: GridSpec, out_dir: Path) -> P
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "points": [{"hash": p.config_hash, "assignment": p.assignment} for p in points],
     }
+    from samlens.train.rundir import atomic_write_text
+
     target = out_dir / "sweep.json"
-    fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".json", dir=out_dir)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(manifest, fh, indent=2, default=str)
-        fh.write("\n")
-    os.replace(tmp, target)
+    atomic_write_text(target, json.dumps(manifest, indent=2, default=str) + "\n")
     return target
+
+
+#: Metrics named in the line printed as each run of a sweep finishes, when the run has them.
+KEY_METRICS = (
+    "test_acc",
+    "worst_group_acc",
+    "probe_acc_label",
+    "probe_acc_other",
+    "dfr_worst_group_acc",
+    "transfer_probe_acc",
+)
+
+
+def run_summary(run_dir: str | os.PathLike[str]) -> str:
+    """``test_acc 0.9123  probe_acc_other 0.7100``: the key metrics of a run's final record
+    (empty when it has none, e.g. a failed run)."""
+    from samlens.train.rundir import FAILED, read_results
+
+    run_dir = Path(run_dir)
+    finals = [r for r in read_results(run_dir) if r.get("event") == "final"]
+    if not finals:
+        failed = run_dir / FAILED
+        if failed.exists():
+            lines = failed.read_text(errors="replace").strip().splitlines()
+            return lines[0] if lines else ""
+        return ""
+    metrics = finals[-1].get("metrics") or {}
+    return "  ".join(
+        f"{key} {metrics[key]:.4f}" for key in KEY_METRICS if isinstance(metrics.get(key), (int, float))
+    )
 
 
 def run_point(
@@ -345,15 +372,13 @@ def run_point(
 
     ``config`` is a nested config dict (plain data, so it crosses process and machine
     boundaries) or an ExperimentConfig; ``imports`` are the spec's plugin modules.
-    Returns the final state of the run directory ("done" or "failed").
+    Returns the final state of the run directory: "done", "failed", or "running" when
+    another process holds the run (e.g. a second launcher of the same sweep).
     """
     from samlens.train.config import ExperimentConfig, config_from_dict, config_hash
+    from samlens.train.rundir import RunBusy
     from samlens.train.runner import run_experiment
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     import_plugins(imports)
     cfg = config if isinstance(config, ExperimentConfig) else config_from_dict(dict(config))
     run_dir = Path(run_dir)
@@ -361,5 +386,8 @@ def run_point(
         # The directory name is the identity of the run; a mismatch means the config did not survive
         # the trip to this process, and running it would file results under the wrong config.
         raise RuntimeError(f"config hash {config_hash(cfg)} does not match run directory {run_dir}")
-    run_experiment(cfg, run_dir, quiet=True)
+    try:
+        run_experiment(cfg, run_dir, quiet=True, threads=threads)
+    except RunBusy:
+        return "running"
     return "done" if (run_dir / "done").exists() else "failed"
