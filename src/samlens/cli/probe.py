@@ -31,11 +31,18 @@ def format_table(metrics: dict[str, float]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samlens.errors import ConfigError
     from samlens.train.probing import run_probe
-    from samlens.train.rundir import append_result, load_checkpoint, load_run
+    from samlens.train.rundir import CONFIG, DONE, append_result, is_done, load_checkpoint, load_run
     from samlens.train.runner import probe_record
 
     run_dir = Path(args.run_dir)
+    if (run_dir / CONFIG).exists() and not is_done(run_dir):
+        # Its checkpoint may be mid-training or mid-write, and the probe event would land
+        # among the run's own events.
+        raise ConfigError(
+            f"run {str(run_dir)!r} is not done (no {DONE!r} marker); finish it with samlens run first"
+        )
     cfg, model, dataset = load_run(run_dir)
     # The run's probe.engine is for the balanced probe; DFR has its own default engine.
     from samlens.probe.dfr import DFR_ENGINE
