@@ -73,6 +73,18 @@ def test_bad_pretrained_inputs(tmp_path):
         get_model("efficientnet_lite0", num_classes=2, input_shape=(2, 32, 32))
 
 
+@pytest.mark.parametrize("wrap", ["state_dict", "model"])
+def test_training_checkpoints_wrapping_the_weights_load(tmp_path, wrap):
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "ckpt.pth"
+    torch.save({"epoch": 3, wrap: reference.state_dict()}, path)
+    model = get_model("resnet18", num_classes=1000, input_shape=(3, 32, 32), pretrained=str(path))
+    torch.testing.assert_close(model.trunk.conv1.weight, reference.conv1.weight, rtol=0, atol=0)
+    torch.save({"epoch": 3, "weights": reference.state_dict()}, path)
+    with pytest.raises(ConfigError, match="ckpt.pth' does not hold a state dict"):
+        get_model("resnet18", num_classes=2, input_shape=(3, 32, 32), pretrained=str(path))
+
+
 # ------------------------------------------------------------------ weights names and the hub cache
 @pytest.fixture()
 def torch_home(tmp_path, monkeypatch):

@@ -61,8 +61,10 @@ def _load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
             f"{what}: cannot read {str(path)!r} as a weights file ({type(err).__name__}); "
             "expected a state dict saved with torch.save"
         ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for key in ("state_dict", "model"):  # training checkpoints wrap the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{what}: {str(path)!r} does not hold a state dict")
     return state
