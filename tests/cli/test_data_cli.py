@@ -153,6 +153,13 @@ def _celeba_without_val(root):
     return root, "list_eval_partition.txt: no rows with partition 1 (val)", []
 
 
+def _celeba_header_only(root):
+    write_celeba(root, csv=True)
+    attributes = (root / "list_attr_celeba.csv").read_text().splitlines()[0]
+    (root / "list_attr_celeba.csv").write_text(attributes + "\n")
+    return root, "list_attr_celeba.csv: no data rows; expected one row per image", []
+
+
 def _domainbed_empty_class_folders(root):
     write_pacs(root, {"art_painting": 2, "cartoon": 2, "photo": 2, "sketch": 2})
     for image in (root / "PACS").rglob("*.jpg"):
@@ -188,6 +195,7 @@ def _cifar_batch(length: int):
         ("waterbirds", _waterbirds_header_only),
         ("waterbirds", _waterbirds_without_val),
         ("celeba", _celeba_without_val),
+        ("celeba", _celeba_header_only),
         ("domainbed", _domainbed_empty_class_folders),
         ("waterbirds", _image_size_not_a_number),
         ("domainbed", _holdout_fraction_not_a_number),
@@ -195,7 +203,8 @@ def _cifar_batch(length: int):
         ("cifar_mnist", _cifar_batch(2**62)),
     ],
     ids=[
-        "waterbirds-header-only", "waterbirds-no-val", "celeba-no-val", "domainbed-empty-classes",
+        "waterbirds-header-only", "waterbirds-no-val", "celeba-no-val", "celeba-header-only",
+        "domainbed-empty-classes",
         "image-size-abc", "holdout-fraction-abc", "cifar-overflow", "cifar-memory",
     ],
 )  # fmt: skip

@@ -103,6 +103,8 @@ def celeba(
         folder = folder / "celeba"
     images_dir = require_dir(folder / "img_align_celeba", "the aligned CelebA JPEGs")
     attr_path, attributes, names, values = _read_attributes(folder)
+    if not names:
+        raise DatasetFormatError(f"{attr_path}: no data rows; expected one row per image")
     for option, attribute in (("target", target), ("other", other)):
         if attribute not in attributes:
             raise ConfigError(
