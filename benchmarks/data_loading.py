@@ -6,9 +6,11 @@ JPEGs in a temporary directory: crops of scikit-image photos at CUB-like sizes (
 train split with its training transform (RandomResizedCrop + flip + ImageNet normalisation,
 224 px) through ``samlens.data.loading.BatchLoader`` in the runner's epoch order, for each
 worker count, and prints images/s. Each setting loads one warm-up epoch (starting the
-persistent workers), then ``--epochs`` timed epochs; the median epoch counts.
+persistent workers), then ``--rounds`` timed epochs; the settings alternate within each round
+so that a change in machine load hits them alike, and the median epoch counts.
 
     OMP_NUM_THREADS=1 python benchmarks/data_loading.py [--images 512] [--batch 64] [--workers 0 2]
+        [--rounds 5]
 """
 
 from __future__ import annotations
@@ -52,16 +54,21 @@ def write_waterbirds(root: Path, n: int, seed: int = 0) -> None:
     (root / "metadata.csv").write_text("\n".join(rows) + "\n")
 
 
-def images_per_second(view, batch: int, workers: int, epochs: int) -> float:
-    loader = BatchLoader(view, num_workers=workers)
-    times = []
-    for epoch in range(epochs + 1):
+def interleaved_rates(view, batch: int, workers: list[int], rounds: int) -> dict[int, list[float]]:
+    """images/s per epoch for each worker count, the settings alternating within every round.
+
+    Alternating keeps a change in machine load (other jobs) from favouring one setting.
+    """
+    loaders = {w: BatchLoader(view, num_workers=w) for w in workers}
+    rates: dict[int, list[float]] = {w: [] for w in workers}
+    for epoch in range(rounds + 1):
         batches = epoch_batches(len(view), batch, seed=0, epoch=epoch, ctx=DistContext())
-        start = time.perf_counter()
-        count = sum(len(y) for _, y in loader.epoch(batches, seed=0, epoch=epoch))
-        if epoch > 0:  # epoch 0 starts the workers
-            times.append(time.perf_counter() - start)
-    return count / statistics.median(times)
+        for w, loader in loaders.items():
+            start = time.perf_counter()
+            count = sum(len(y) for _, y in loader.epoch(batches, seed=0, epoch=epoch))
+            if epoch > 0:  # round 0 starts the workers
+                rates[w].append(count / (time.perf_counter() - start))
+    return rates
 
 
 def main() -> None:
@@ -70,20 +77,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="timed epochs per setting")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "waterbird_complete95_forest2water2"
         write_waterbirds(root, args.images)
         view = get_dataset("waterbirds", root=root, image_size=args.size).split("train", train=True)
         print(f"{len(view)} JPEGs (~500x375) -> {args.size} px, batch {args.batch}, {os.cpu_count()} CPUs")
-        rates = {w: images_per_second(view, args.batch, w, args.epochs) for w in args.workers}
-    base = rates[args.workers[0]]
-    print(f"\n| data.num_workers | images/s | vs {args.workers[0]} workers |")
-    print("|---:|---:|---:|")
-    for workers, rate in rates.items():
-        print(f"| {workers} | {rate:.1f} | {rate / base:.2f}x |")
+        rates = interleaved_rates(view, args.batch, args.workers, args.rounds)
+    print(f"load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}")
+    base = statistics.median(rates[args.workers[0]])
+    first = args.workers[0]
+    print(f"\n| data.num_workers | images/s (median of {args.rounds}) | min-max | vs {first} workers |")
+    print("|---:|---:|---:|---:|")
+    for workers, values in rates.items():
+        rate = statistics.median(values)
+        print(f"| {workers} | {rate:.1f} | {min(values):.0f}-{max(values):.0f} | {rate / base:.2f}x |")
 
 
 if __name__ == "__main__":
