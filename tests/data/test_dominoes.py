@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from samlens.data import get_dataset
-from samlens.data.sources import digits8x8, mnist5k
+from samlens.data.sources import digits8x8, idx_pair, mnist5k
 from samlens.errors import ConfigError
 
 
@@ -216,3 +216,38 @@ def test_shuffle_easy_on_fashion_dominoes():
 def test_shuffle_easy_must_be_a_boolean(value):
     with pytest.raises(ConfigError, match=f"shuffle_easy must be true or false, got {value!r}"):
         get_dataset("mnist5k_dominoes", shuffle_easy=value)
+
+
+FASHION4 = {
+    "mnist_classes": [0, 1, 2, 3],
+    "fashion_classes": [0, 2, 4, 6],
+    "block_size": 16,
+    "train_per_class": 1000,
+    "eval_per_class": 500,
+    "probe_per_class": 1000,
+}
+
+
+def test_fashion4_dominoes_is_the_four_way_fashion_setting():
+    d = get_dataset("mnist_fashion4_dominoes", seed=2)
+    assert d.name == "mnist_fashion4_dominoes"
+    assert d.input_shape == (1, 32, 16) and d.num_classes == d.num_other == 4
+    assert d.class_names == ["tshirt", "pullover", "coat", "shirt"]
+    assert d.other_names == ["mnist0", "mnist1", "mnist2", "mnist3"]
+    assert [len(d.labels(s)) for s in d.splits] == [4000, 2000, 2000, 4000, 4000]
+    assert d.agreement("train") == 1.0
+    np.testing.assert_array_equal(d.group_counts("probe_test"), np.full(16, 250))
+    same = get_dataset("mnist_fashion_dominoes", seed=2, **FASHION4)
+    for s in d.splits:
+        assert torch.equal(d.images(s), same.images(s)), s
+        np.testing.assert_array_equal(d.others(s), same.others(s))
+    # Bottom blocks are the claimed Fashion classes (nearest official test image, exact match).
+    f_images, f_labels = idx_pair("/usr/share/datasets/fashion-mnist", "test")
+    keep = np.isin(f_labels, FASHION4["fashion_classes"])
+    x = (d.images("probe_test")[:500, 0] * 255).round()
+    cls, dist = _nearest_class(x[:, 16:], _reference_blocks(f_images[keep], 2, 16), f_labels[keep])
+    assert float(dist.max()) < 1e-6
+    np.testing.assert_array_equal(cls, np.array([0, 2, 4, 6])[d.labels("probe_test")[:500]])
+    hard_only = get_dataset("mnist_fashion4_dominoes", seed=2, shuffle_easy=True)
+    np.testing.assert_array_equal(hard_only.group_counts("train"), np.full(16, 250))
+    assert torch.equal(hard_only.images("probe_train"), d.images("probe_train"))

@@ -89,6 +89,16 @@ def test_fashion_probe_blocks_are_not_training_images(fashion_dominoes):
     assert torch.equal(d._get("probe_train").images[:, 0, 32:], _reference(images[ids], 2, 32))
 
 
+def test_fashion4_probe_blocks_are_not_training_images():
+    d = get_dataset("mnist_fashion4_dominoes", seed=1)
+    _assert_disjoint(d, slice(16, 32), "Fashion (hard)")
+    train = d._get("train").extra
+    for split in PROBES:
+        assert not set(d._get(split).extra["label_source"]) & set(train["label_source"])
+        assert not set(d._get(split).extra["other_source"]) & set(train["other_source"])
+        np.testing.assert_array_equal(d.group_counts(split), np.full(16, 250))
+
+
 def test_fashion_probe_splits_are_large(fashion_dominoes):
     # 2,000 probe-test examples: one run's binomial SE at accuracy 0.8 is 0.009.
     d = fashion_dominoes
