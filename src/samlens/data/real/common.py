@@ -13,7 +13,7 @@ from samlens._optional import require
 with require("data"):
     from PIL import Image, UnidentifiedImageError
 
-from samlens.errors import DatasetFormatError
+from samlens.errors import ConfigError, DatasetFormatError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -155,8 +155,6 @@ def check_image_size(image_size: int) -> int:
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
     """An integer option in ``low..high`` (YAML gives ints; strings, floats and booleans are refused)."""
-    from samlens.errors import ConfigError
-
     bounds = f"in {low}..{high}" if high is not None else f">= {low}"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name} must be an integer {bounds}, got {value!r}")
@@ -167,16 +165,12 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
 
 def check_open_fraction(name: str, value: object) -> float:
     """A number strictly between 0 and 1 (a held-out fraction that must leave both parts non-empty)."""
-    from samlens.errors import ConfigError
-
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value < 1:
         raise ConfigError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
 
 
 def check_bool(name: str, value: object) -> bool:
-    from samlens.errors import ConfigError
-
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return bool(value)
