@@ -62,6 +62,7 @@ def test_run_trains_and_reruns_as_skip(tmp_path, capsys):
             "probe.engine: unknown probe engine 'nope'; valid choices: sklearn, torch",
         ),
         (["--probe.engine", "sklearn:cuda"], "only the torch engine takes a device"),
+        (["--probe.engine", "torch:nope"], "probe.engine: unknown device 'nope'"),
         (["--threads", "0"], "--threads must be >= 1"),
     ],
 )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from samlens.train.distributed import SINGLE_RUN_THREADS, available_cores
+
 HERE = Path(__file__).resolve().parent
 
 SCRIPT = textwrap.dedent(
@@ -38,6 +40,8 @@ def test_two_process_gloo_run(tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["ascent"] == "per_device"
     assert meta["examples_per_perturbation"] == 8
+    # Two processes on this machine share its cores.
+    assert meta["threads"] == min(SINGLE_RUN_THREADS, max(1, available_cores() // 2))
     events = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     # 64 examples, 8 per device x 2 devices: 4 steps per epoch; only rank 0 writes (no duplicates)
     assert [(e["event"], e["step"]) for e in events] == [("eval", 4), ("eval", 8), ("final", 8)]

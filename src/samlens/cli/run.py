@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch threads for this run (default: min(2, cores); recorded in meta.json)",
+        help="torch threads for this run (default 1, measured fastest for demo-size runs on a shared "
+        "2-core machine; more can pay off for larger models on an idle one); recorded in meta.json",
     )
     parser.set_defaults(forward=[])
     for action in config_parser()._actions:

@@ -51,6 +51,19 @@ def check_names(cfg: ExperimentConfig) -> None:
         get_engine(cfg.probe.engine)
     except ConfigError as err:
         raise ConfigError(f"probe.engine: {err}") from None
+    _check_device("probe.engine", cfg.probe.engine.partition(":")[2])
+
+
+def _check_device(key: str, device: str) -> None:
+    """A device named in the config must exist here, or the run fails after training."""
+    if not device:
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"{key}: unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key}: device {device!r} is not available on this machine")
 
 
 def examples_per_perturbation(cfg: ExperimentConfig, optimizer: Any) -> int | None:

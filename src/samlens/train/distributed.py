@@ -65,9 +65,11 @@ def pick_device(ctx: DistContext) -> torch.device:
     return torch.device("cpu")
 
 
-# Intra-op threads for one run alone on the machine; chosen by ``benchmarks/threads.py``
-# (docs/benchmarks.md).
-SINGLE_RUN_THREADS = 2
+# Intra-op threads for a run when none is asked for. Measured by ``benchmarks/threads.py`` on
+# the demo-size step (docs/benchmarks.md): on a shared 2-core machine a second thread made a
+# step 12-21x slower and burned 15-27x the CPU time, as its workers spin while other processes
+# hold the cores. Larger models on an idle machine can ask for more (``samlens run --threads``).
+SINGLE_RUN_THREADS = 1
 
 
 def available_cores() -> int:
