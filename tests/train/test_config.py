@@ -100,3 +100,22 @@ def test_flatten_hash_and_seed():
     other = load_config(overrides={"train.seed": 1, "data.options.b": 2, "data.options.a": [1, 2]})
     assert derive_seed(other) != derive_seed(sgd)
     assert 0 <= derive_seed(sgd) < 2**32
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "/abs", "..", ".", "", "  ", "a\\b", "nul\0"])
+def test_name_must_be_one_plain_path_component(name):
+    with pytest.raises(ConfigError, match="must be a plain name"):
+        load_config(overrides={"name": name})
+    assert load_config(overrides={"name": "sam rho=0.1 (seed 0)"}).name == "sam rho=0.1 (seed 0)"
+
+
+def test_probe_engine_is_checked_with_the_other_names():
+    from samlens.train.build import check_names
+
+    check_names(load_config(overrides={"probe.engine": "torch:cpu"}))
+    for engine, message in [
+        ("nope", "unknown probe engine 'nope'"),
+        ("torch:warp9", "unknown device 'warp9'"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            check_names(load_config(overrides={"probe.engine": engine}))
