@@ -10,6 +10,7 @@ import pytest
 import torch
 from train_tiny_data import NAME
 
+from samlens.errors import ConfigError
 from samlens.train import rundir, runner
 from samlens.train.config import config_to_dict, flatten_config, load_config
 from samlens.train.rundir import CHECKPOINT, load_checkpoint, load_run, read_results, run_status
@@ -378,3 +379,21 @@ def test_threads_are_set_for_the_run_recorded_and_restored(tmp_path):
     assert seen == [1] and torch.get_num_threads() == before
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["threads"] == 1 and meta["device"]["threads"] == 1
+
+
+def test_checkpoint_of_another_shape_is_one_line_config_error(tmp_path):
+    cfg = tiny_cfg(**{"train.epochs": 2})
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, run_dir, step_hook=_interrupt_at(6), quiet=True)
+    ckpt = load_checkpoint(run_dir)
+    for broken in (
+        {**ckpt, "model": {"w": torch.zeros(3)}},
+        {k: v for k, v in ckpt.items() if k != "scheduler"},
+    ):
+        torch.save(broken, run_dir / CHECKPOINT)
+        with pytest.raises(ConfigError) as info:
+            run_experiment(cfg, run_dir, quiet=True)
+        message = str(info.value)
+        assert "\n" not in message and "delete it to train the run again from the start" in message
+        assert not (run_dir / "done").exists() and not (run_dir / "running").exists()

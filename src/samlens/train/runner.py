@@ -308,8 +308,9 @@ class _Run:
             self.correct = ckpt["correct"].to(self.device)
             self.seen_examples = ckpt["seen_examples"]
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            detail = " ".join(str(err).split())[:300]  # one line, however torch words it
             raise ConfigError(
-                f"cannot resume from checkpoint {str(path)!r}: {type(err).__name__}: {err}{remedy}"
+                f"cannot resume from checkpoint {str(path)!r}: {type(err).__name__}: {detail}{remedy}"
             ) from None
         self.last = dict(ckpt.get("last_metrics") or self._recorded_eval())
         self.log.info(f"resumed from step {self.step} (epoch {self.epoch}, +{self.step_in_epoch} steps)")
