@@ -144,3 +144,20 @@ def test_engines_agree_with_more_features_than_examples(n_cls):
     scale = np.abs(ref.coef).max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(fast.coef / scale, ref.coef / scale, atol=2e-3)
     np.testing.assert_allclose(fast.intercept, ref.intercept, atol=2e-2 * float(scale.max()))
+
+
+def test_l1_engines_agree_one_vs_rest():
+    # Three classes: one binary L1 fit per class against the rest, as liblinear does.
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 3, 600)
+    X = rng.normal(size=(600, 15))
+    X[np.arange(600), y] += 1.5
+    classes = np.array([0, 1, 2])
+    rows = [np.arange(400), np.arange(200, 600)]
+    Cs = np.array([0.1, 0.1])
+    ref = get_engine("sklearn").fit_l1(X, y, classes, rows, Cs, seed=0)
+    fast = get_engine("torch").fit_l1(X, y, classes, rows, Cs, seed=0)
+    assert fast.coef.shape == ref.coef.shape == (2, 3, 15)
+    np.testing.assert_allclose(fast.coef, ref.coef, atol=1e-2)
+    np.testing.assert_allclose(fast.intercept, ref.intercept, atol=1e-2)
+    assert (fast.predict(X) != ref.predict(X)).mean() <= 0.005
