@@ -127,3 +127,16 @@ def test_damaged_checkpoints_raise_one_line_config_error(tmp_path, content):
     with pytest.raises(ConfigError) as info:
         rundir.load_checkpoint(tmp_path)
     assert "cannot load checkpoint" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_status_check_in_progress_does_not_turn_the_trainer_away(tmp_path):
+    import fcntl
+    import threading
+
+    # is_locked() holds a shared lock for an instant; the trainer must wait that out.
+    (tmp_path / rundir.LOCK).write_text("")
+    fd = os.open(tmp_path / rundir.LOCK, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Timer(0.1, os.close, args=(fd,)).start()
+    with rundir.RunLock(tmp_path):
+        assert rundir.is_locked(tmp_path)

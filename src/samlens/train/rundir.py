@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -200,11 +201,19 @@ class RunLock:
         self.path = Path(run_dir) / LOCK
         self._fd: int | None = None
 
-    def acquire(self) -> RunLock:
+    def acquire(self, patience_s: float = 0.5) -> RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        # ``is_locked`` holds a shared lock for an instant; a short retry keeps a status check
+        # from turning a run away, while a process that trains the run holds it for good.
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
             os.close(fd)
             run_dir = self.path.parent
             raise RunBusy(
