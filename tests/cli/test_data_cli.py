@@ -226,3 +226,9 @@ def test_cifar_mnist_val_fraction_0_describes_an_empty_val(tmp_path, capsys):
     # per class n = min(6, 5, 4, 4) = 4 in train, all kept; test min(3, 3, 2, 2) = 2
     assert lines["total"][1:] == ["8", "0", "4", "8", "4"]
     assert (tmp_path / "out" / "examples.png").is_file()
+
+
+def test_negative_seed_is_one_line(tmp_path, capsys):
+    assert main(["data", "describe", "mnist5k_dominoes", "--seed", "-1", "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "seed must be a non-negative integer, got -1")
+    assert not (tmp_path / "o").exists()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from samlens.data.base import SpuriousDataset
 from samlens.errors import ConfigError
 from samlens.registry import Registry
@@ -37,6 +39,9 @@ def get_dataset(name: str, root: str | Path | None = None, seed: int = 0, **opti
     ``DatasetFormatError`` naming the file.
     """
     factory = DATASETS.get(name)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        # numpy's generators refuse negative seeds with a bare ValueError
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     valid = dataset_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
