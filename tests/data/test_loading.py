@@ -123,3 +123,13 @@ def test_runs_with_0_and_2_workers_train_identical_weights(waterbirds_root, tmp_
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_loading_leaves_the_cuda_generators_alone(monkeypatch):
+    # torch.manual_seed would reseed every CUDA generator (outside fork_rng's restore) on each batch.
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    view = get_dataset("mnist5k_dominoes").split("train", train=True)
+    batches = epoch_batches(len(view), 8, seed=0, epoch=0, ctx=SINGLE)[:2]
+    assert len(loaded(view, batches, 0, seed=0, epoch=0)) == 2
+    assert calls == []

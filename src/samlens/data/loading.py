@@ -60,7 +60,8 @@ class _SeededBatches(Dataset):
     def __getitems__(self, keys: list[int]) -> list[Any]:
         seed, indices = keys[0], keys[1:]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # The CPU generator only: torch.manual_seed would also reseed (and not restore) CUDA's.
+            torch.default_generator.manual_seed(seed)
             return [self.dataset[i] for i in indices]
 
 
