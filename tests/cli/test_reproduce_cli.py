@@ -16,6 +16,7 @@ def test_list_names_every_reproduction_and_its_data_needs(capsys):
     for line in lines:
         name = line.split()[0]
         assert ("needs --data-dir" in line) == (name in REAL)
+        assert "hypothesis: " in line  # what the grid tests, never a claimed result
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -73,6 +74,17 @@ def test_quick_reproduction_runs_end_to_end(name, tmp_path, capsys):
     assert all(r["n"] == "2" for r in rows if r["metric"].startswith("probe_acc_"))
     report = (out / "report.md").read_text()
     assert "optim=sgd" in report and ("optim=sam" in report or "optim=lsam" in report)
+    # Headroom: an untrained floor and a hard-only ceiling per seed, every optimizer placed between them.
+    references = {r["reference"] for r in rows if r["metric"] == "probe_acc_label"}
+    assert references == {"", "untrained (floor)", "hard-only (ceiling)"}
+    fractions = {r["optim.name"] for r in rows if r["metric"] == "fraction_of_range"}
+    assert fractions == optims
+    assert "Headroom" in report and (out / "figures" / "headroom.png").is_file()
+    assert any(status in report for status in ("**reproduces**", "**does not reproduce**", "**cannot test"))
+    printed = capsys.readouterr().out
+    # One line per finished run as it finishes: 2 floors, then every trained run (points + 2 ceilings).
+    assert sum("untrained (floor)" in line and ": done" in line for line in printed.splitlines()) == 2
+    assert sum("hard-only (ceiling)" in line and ": done" in line for line in printed.splitlines()) == 2
     # A second call finds every run done and only rewrites the report.
     assert main(["reproduce", name, "--quick", "--out", str(out)]) == 0
     assert "0 to run" in capsys.readouterr().out

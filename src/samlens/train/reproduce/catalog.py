@@ -116,6 +116,15 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             hard_only=True,
         ),
         Reproduction(
+            name="mnist_fashion4_dominoes",
+            file="mnist_fashion4_dominoes.yaml",
+            claim="stand-in for CIFAR-MNIST with a wide floor-to-ceiling range; hypothesis: SAM raises "
+            "the hard feature's (four Fashion tops) probe accuracy within that range",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES, "data.options.probe_per_class": 250},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+            hard_only=True,
+        ),
+        Reproduction(
             name="textured_objects",
             file="textured_objects.yaml",
             claim="stand-in for Waterbirds; hypothesis: SAM raises the hard feature's (object) probe "

@@ -115,6 +115,8 @@ def reproduce(
         for c in ceilings
         if run_status(headroom.ceiling_dir(out_dir, c)) in ("pending", "running")
     ]
+    # References and baselines first: a partial grid then already has its floor-to-ceiling range.
+    todo.sort(key=lambda item: not (item[2] or headroom.is_baseline(item[0])))
     tasks = [launchers.Task(config_to_dict(c), str(d), spec.imports) for c, d, _ in todo]
     what = {str(d): describe(c, role) for c, d, role in todo}
     extra = f" + {len(baselines)} untrained floors" + (
@@ -122,7 +124,7 @@ def reproduce(
     )
     log(
         f"reproduce {name}{' (quick)' if quick else ''}: {len(points)} runs{extra}; "
-        f"{len(tasks)} to train in {out_dir}"
+        f"{len(tasks)} to run in {out_dir}"
     )
     start = time.time()
     for cfg in baselines:
