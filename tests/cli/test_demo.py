@@ -87,7 +87,7 @@ def test_demo_end_to_end(tmp_path, capsys):
         "untrained (floor)",
         "hard-only (ceiling)",
         "SGD",
-        "SAM ρ=0.1",
+        "SAM ρ=0.2",
     ]
     finals = {}
     for name in ("floor", "sgd", "sam", "ceiling"):
@@ -99,7 +99,7 @@ def test_demo_end_to_end(tmp_path, capsys):
             final["probe_acc_label"], binomial_se(final["probe_acc_label"], final["n_test"]), 1
         )
     # The sentence is the verdict module's on the recorded numbers.
-    want = judge(finals["floor"], finals["ceiling"], finals["sgd"], finals["sam"], treatment_name="SAM ρ=0.1")
+    want = judge(finals["floor"], finals["ceiling"], finals["sgd"], finals["sam"], treatment_name="SAM ρ=0.2")
     assert f"{want.status}: {want.sentence}" in printed
     report = (out / "report" / "report.md").read_text()
     assert "Headroom" in report and (out / "report" / "figures" / "headroom.png").is_file()

@@ -22,16 +22,16 @@ DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
 #: equal to configs/demo.yaml by a test.
 DEFAULTS: dict[str, Any] = {
     "name": "demo",
-    "data.name": "mnist5k_dominoes",
-    "data.batch_size": 32,
+    "data.name": "mnist_fashion4_dominoes",
+    "data.batch_size": 128,
     "model.name": "small_cnn",
     "model.options": {"width": 16},
     "optim.lr": 0.05,
-    "optim.rho": 0.1,
-    "train.epochs": 6,
-    "train.eval_every": 3,
+    "optim.rho": 0.2,
+    "train.epochs": 10,
+    "train.eval_every": 10,
 }
-DEFAULT_SEEDS = 3
+DEFAULT_SEEDS = 2
 ROWS = ("floor", "ceiling", "sgd", "sam")
 
 
