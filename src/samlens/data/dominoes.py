@@ -46,10 +46,6 @@ class BlockPool:
     labels: np.ndarray
     ids: np.ndarray | None = None
 
-    def subset(self, index: np.ndarray) -> BlockPool:
-        ids = None if self.ids is None else self.ids[index]
-        return BlockPool(self.images[torch.as_tensor(index)], self.labels[index], ids)
-
 
 def prepare_block(images: np.ndarray, pad: int, size: int) -> torch.Tensor:
     """Pad (so the strokes keep MNIST's margin) and resize square grayscale images to ``size``."""
