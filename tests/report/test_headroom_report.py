@@ -70,10 +70,10 @@ def test_summary_has_the_fraction_of_range_per_optimizer(headroom_sweep: Path):
 
 def test_report_shows_floor_ceiling_table_verdict_and_figure(headroom_sweep: Path):
     report = (headroom_sweep / "report.md").read_text()
-    assert "| untrained (floor) | 0.710 ± 0.010 | 0% |" in report
-    assert "| hard-only (ceiling) | 0.910 ± 0.010 | 100% |" in report
-    assert "| SGD | 0.760 ± 0.010 | 25% ± 5% |" in report
-    assert "| SAM ρ=0.05 | 0.820 ± 0.020 | 55% ± 10% |" in report
+    assert "| untrained (floor) | 0.710 ± 0.010 (n=2) | 0% |" in report
+    assert "| hard-only (ceiling) | 0.910 ± 0.010 (n=2) | 100% |" in report
+    assert "| SGD | 0.760 ± 0.010 (n=2) | 25% ± 5% |" in report
+    assert "| SAM ρ=0.05 | 0.820 ± 0.020 (n=2) | 55% ± 10% |" in report
     # difference 0.06, SE sqrt(0.01² + 0.02²) = 0.0224 -> 2.7 SE: reproduces
     assert (
         "**reproduces** (SAM ρ=0.05): SAM ρ=0.05 raises the hard feature's probe accuracy by 0.060 (2.7 SE"

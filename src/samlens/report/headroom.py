@@ -182,6 +182,10 @@ def summary_rows(found: Sequence[Headroom], keys: Sequence[str]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=[*keys, "group", "metric", "mean", "se", "n"])
 
 
+def _est(value: Estimate) -> str:
+    return f"{value} (n={value.n})" if value.n > 1 else f"{value} (one seed, binomial SE)"
+
+
 def _cell(fraction: float, se: float) -> str:
     if fraction != fraction:  # NaN
         return "n/a (no range)"
@@ -208,9 +212,9 @@ def blocks(found: Sequence[Headroom]) -> list[tuple[Any, ...]]:
         if headroom.context:
             out.append(("p", f"Setting: {headroom.context}."))
         table = [
-            ["untrained (floor)", str(headroom.floor), "0%"],
-            ["hard-only (ceiling)", str(headroom.ceiling), "100%"],
-            *[[r.label, str(r.probe), _cell(r.fraction, r.fraction_se)] for r in headroom.rows],
+            ["untrained (floor)", _est(headroom.floor), "0%"],
+            ["hard-only (ceiling)", _est(headroom.ceiling), "100%"],
+            *[[r.label, _est(r.probe), _cell(r.fraction, r.fraction_se)] for r in headroom.rows],
         ]
         out.append(("table", ["setting", f"{HARD_FEATURE} (hard)", "fraction of range"], table))
         for row in headroom.rows:
