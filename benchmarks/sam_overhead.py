@@ -7,7 +7,10 @@ state SAM keeps between passes, relative to the parameters (and, on CUDA, the me
 difference of one step). ``--threads 1,default`` repeats the whole table per thread count in one run.
 
     python benchmarks/sam_overhead.py [--repeats 30] [--device cpu|cuda] [--threads 1,default]
-        [--models resnet18,mlp512,mlp_tiny] [--variants sgd,sam,lsam,...]
+        [--models resnet18,mlp512,mlp_tiny] [--variants sgd,sam,lsam,...] [--clock wall|cpu]
+
+``--clock cpu`` times steps by the process's CPU time instead of the wall clock: with one thread on
+a CPU shared with other jobs it counts only this process's work, not the time it waited for a core.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def bench_case(kind, options, shape, batch, device, repeats, variants, warmup=3):
+def bench_case(kind, options, shape, batch, device, repeats, variants, clock=time.perf_counter, warmup=3):
     torch.manual_seed(0)
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -80,11 +83,11 @@ def bench_case(kind, options, shape, batch, device, repeats, variants, warmup=3)
             # steps) and reported per step, so its median is the amortised cost.
             block = VARIANTS[v]
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(block):
                 one_step(v)
             _sync(device)
-            times[v].append((time.perf_counter() - t0) / block)
+            times[v].append((clock() - t0) / block)
     med = {v: statistics.median(ts) for v, ts in times.items()}
     if "sam" not in runs:
         return med, None, None
@@ -125,7 +128,11 @@ def main() -> None:
     )
     parser.add_argument("--models", default=",".join(CASES), help=f"subset of {', '.join(CASES)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {', '.join(VARIANTS)}")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
+    if args.clock == "cpu" and (args.device != "cpu" or args.threads != "1"):
+        parser.error("--clock cpu needs --device cpu and --threads 1 (it sums the CPU time of all threads)")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     models = [m for m in args.models.split(",") if m]
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted((set(models) - set(CASES)) | (set(variants) - set(VARIANTS)))
@@ -137,7 +144,7 @@ def main() -> None:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"# device: {device.type} ({dev_name}), torch {torch.__version__}")
     print(f"# torch default threads {default_threads}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    print(f"# repeats {args.repeats}, medians of interleaved steps")
+    print(f"# repeats {args.repeats}, medians of interleaved steps, {args.clock} clock")
     print(
         "| model | threads | SGD ms | SAM ms | SAM/SGD | k=2 /SGD | k=5 /SGD | LSAM ms | LSAM/SGD "
         "| LSAM 2-pass/SGD | SAM state/params | peak extra/params |"
@@ -148,7 +155,7 @@ def main() -> None:
         for key in models:
             name, kind, options, shape, batch = CASES[key]
             med, state_ratio, peak_ratio = bench_case(
-                kind, options, shape, batch, device, args.repeats, variants
+                kind, options, shape, batch, device, args.repeats, variants, clock
             )
             state = "-" if state_ratio is None else f"{state_ratio:.2f}x"
             peak = "n/a (CPU)" if peak_ratio is None else f"{peak_ratio:.2f}x"
