@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method", choices=PROBE_METHODS, default="balanced", help="probe (default: balanced)"
     )
-    parser.add_argument("--engine", choices=("torch", "sklearn"), default=None, help="default: the run's")
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "sklearn"), default=None,
+        help="default: the run's probe.engine for balanced/transfer, DFR's own fast engine for dfr",
+    )
 
 
 def format_table(metrics: dict[str, float]) -> str:
