@@ -222,7 +222,7 @@ FASHION4 = {
     "mnist_classes": [0, 1, 2, 3],
     "fashion_classes": [0, 2, 4, 6],
     "block_size": 16,
-    "train_per_class": 2000,
+    "train_per_class": 1000,
     "eval_per_class": 500,
     "probe_per_class": 1000,
 }
@@ -234,7 +234,7 @@ def test_fashion4_dominoes_is_the_four_way_fashion_setting():
     assert d.input_shape == (1, 32, 16) and d.num_classes == d.num_other == 4
     assert d.class_names == ["tshirt", "pullover", "coat", "shirt"]
     assert d.other_names == ["mnist0", "mnist1", "mnist2", "mnist3"]
-    assert [len(d.labels(s)) for s in d.splits] == [8000, 2000, 2000, 4000, 4000]
+    assert [len(d.labels(s)) for s in d.splits] == [4000, 2000, 2000, 4000, 4000]
     assert d.agreement("train") == 1.0
     np.testing.assert_array_equal(d.group_counts("probe_test"), np.full(16, 250))
     same = get_dataset("mnist_fashion_dominoes", seed=2, **FASHION4)
@@ -249,5 +249,5 @@ def test_fashion4_dominoes_is_the_four_way_fashion_setting():
     assert float(dist.max()) < 1e-6
     np.testing.assert_array_equal(cls, np.array([0, 2, 4, 6])[d.labels("probe_test")[:500]])
     hard_only = get_dataset("mnist_fashion4_dominoes", seed=2, shuffle_easy=True)
-    np.testing.assert_array_equal(hard_only.group_counts("train"), np.full(16, 500))
+    np.testing.assert_array_equal(hard_only.group_counts("train"), np.full(16, 250))
     assert torch.equal(hard_only.images("probe_train"), d.images("probe_train"))
