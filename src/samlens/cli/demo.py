@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "train.epochs": 10,
     "train.eval_every": 10,
 }
-# One seed (about 120 s of CPU) fits the 180 s budget on 2 cores (docs/benchmarks.md).
+# One seed (about 80 s of CPU) fits the 180 s budget on 2 cores (docs/benchmarks.md).
 DEFAULT_SEEDS = 1
 ROWS = ("floor", "ceiling", "sgd", "sam")
 
