@@ -478,3 +478,61 @@ def test_single_pass_under_bf16_autocast():
         # two differ by bf16 rounding of the logits (a bf16 run differs from an fp32 one by 2e-2).
         tol = 1e-2 if variant == "lsam" else 1e-6
         assert (out[True] - out[False]).abs().max() <= tol, variant
+
+
+class _FakeDDP(torch.nn.Module):
+    """Stands in for DistributedDataParallel: records that the ascent ran under no_sync()."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.no_sync_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def no_sync(self):
+        import contextlib
+
+        self.no_sync_calls += 1
+        return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("name", ["lsam", "iw", "lr"])
+def test_ddp_sam_step_takes_the_decomposition_optimizers(name):
+    from samlens.optim import ddp_sam_step
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    results = []
+    for use_helper in (False, True):
+        torch.manual_seed(1)
+        model = get_model("mlp", 2, (4,), hidden=(6,))
+        wrapped = _FakeDDP(model)
+        opt = build_optimizer(name, model, rho=0.2, lr=0.1)
+
+        def closure(wrapped=wrapped, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(wrapped(x), y)
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            if use_helper:
+                ddp_sam_step(opt, wrapped, closure, per_device_batch=16)
+            else:
+                opt.step(closure)
+        if use_helper:
+            assert wrapped.no_sync_calls == 3 and opt.examples_per_perturbation == 16
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_ddp_sam_step_refuses_a_global_ascent_for_the_single_pass():
+    from samlens.optim import ddp_sam_step
+
+    model = get_model("mlp", 2, (4,), hidden=(6,))
+    opt = build_optimizer("lsam", model, rho=0.2)
+    with pytest.raises(ValueError, match="per_device"):
+        ddp_sam_step(opt, _FakeDDP(model), lambda: torch.zeros(()), ascent="global")

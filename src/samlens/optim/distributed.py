@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from samlens.optim.decomposition import Decomposition
 from samlens.optim.sam import SAM
 
 ASCENT_MODES = ("per_device", "global")
@@ -34,18 +35,26 @@ def examples_per_perturbation(per_device_batch: int, world_size: int, ascent: st
 
 
 def ddp_sam_step(
-    optimizer: SAM,
+    optimizer: SAM | Decomposition,
     model: nn.Module,
     closure: Callable[[], Tensor],
     *,
     ascent: str = "per_device",
     per_device_batch: int | None = None,
 ) -> Tensor:
-    """One SAM step of a DDP-wrapped ``model``; records ``optimizer.examples_per_perturbation``."""
+    """One SAM step of a DDP-wrapped ``model``; records ``optimizer.examples_per_perturbation``.
+
+    Takes SAM and the decomposition optimizers (``lsam``, ``iw``, ``lr``). Their single pass stops the
+    clean backward at the head, so DDP must not synchronise it: they take ``ascent="per_device"`` only.
+    """
     if ascent not in ASCENT_MODES:
         raise ValueError(f"unknown ascent mode {ascent!r}; valid choices: {', '.join(ASCENT_MODES)}")
-    if not isinstance(optimizer, SAM):
-        raise TypeError(f"ddp_sam_step needs a samlens SAM optimizer, got {type(optimizer).__name__}")
+    if not isinstance(optimizer, SAM | Decomposition):
+        raise TypeError(
+            f"ddp_sam_step needs a samlens SAM or decomposition optimizer, got {type(optimizer).__name__}"
+        )
+    if isinstance(optimizer, Decomposition) and optimizer.single_pass and ascent == "global":
+        raise ValueError("single-pass lsam/iw/lr need ascent='per_device' (or build them with single_pass=False)")
     no_sync = getattr(model, "no_sync", None)
     if ascent == "per_device" and no_sync is None:
         raise TypeError("per-device ascent needs a DistributedDataParallel model (with no_sync())")
