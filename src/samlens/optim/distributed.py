@@ -54,7 +54,7 @@ def ddp_sam_step(
             f"ddp_sam_step needs a samlens SAM or decomposition optimizer, got {type(optimizer).__name__}"
         )
     if isinstance(optimizer, Decomposition) and optimizer.single_pass and ascent == "global":
-        raise ValueError("single-pass lsam/iw/lr need ascent='per_device' (or build them with single_pass=False)")
+        raise ValueError("single-pass lsam/iw/lr need ascent='per_device' (or build with single_pass=False)")
     no_sync = getattr(model, "no_sync", None)
     if ascent == "per_device" and no_sync is None:
         raise TypeError("per-device ascent needs a DistributedDataParallel model (with no_sync())")
