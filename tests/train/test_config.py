@@ -119,3 +119,12 @@ def test_probe_engine_is_checked_with_the_other_names():
     ]:
         with pytest.raises(ConfigError, match=message):
             check_names(load_config(overrides={"probe.engine": engine}))
+
+
+def test_the_hard_only_ceiling_shares_the_sgd_runs_seed():
+    base = {"data.name": "mnist_fashion4_dominoes", "data.options.train_per_class": 50}
+    sgd = load_config(overrides=base)
+    ceiling = load_config(overrides=dict(base, **{"data.options.shuffle_easy": True}))
+    assert config_hash(sgd) != config_hash(ceiling)  # distinct runs ...
+    assert derive_seed(sgd) == derive_seed(ceiling)  # ... with the same images, init and data order
+    assert ceiling.data.options["shuffle_easy"] is True  # the option itself is kept for the dataset

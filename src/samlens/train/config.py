@@ -351,11 +351,15 @@ def config_hash(cfg: ExperimentConfig) -> str:
 def derive_seed(cfg: ExperimentConfig) -> int:
     """The run's seed, from the data and model configs and ``train.seed`` only.
 
-    The optimizer, schedule, run length, probing and the run's name do not enter, so an
-    SGD run and a SAM run with the same ``train.seed`` get the same dataset, the same
-    initialisation and the same data order.
+    The optimizer, schedule, run length, probing, ``data.options.shuffle_easy`` and the run's name do
+    not enter, so an SGD run, a SAM run and the hard-only ceiling with the same ``train.seed`` get the
+    same images, the same initialisation and the same data order.
     """
     d = config_to_dict(cfg)
     # The worker count changes speed, not batches: every count seeds like the default 0.
     d["data"]["num_workers"] = 0
+    # The hard-only ceiling must be the SGD run with only the easy block re-drawn (the dataset draws it
+    # from its own stream): the same images, initialisation and data order, so shuffle_easy is not seeded.
+    if isinstance(d["data"].get("options"), dict):
+        d["data"]["options"].pop("shuffle_easy", None)
     return int(_digest({"data": d["data"], "model": d["model"], "seed": d["train"]["seed"]})[:8], 16)
