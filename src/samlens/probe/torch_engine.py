@@ -109,6 +109,26 @@ class _Logistic:
         return f, grad
 
 
+def _two_loop(
+    g: torch.Tensor,
+    S: list[torch.Tensor],
+    Y: list[torch.Tensor],
+    rho: list[torch.Tensor],
+    gamma: torch.Tensor,
+) -> torch.Tensor:
+    """L-BFGS two-loop recursion, batched over problems (rows): H·g from the stored curvature pairs."""
+    q = g.clone()
+    alphas = []
+    for s, yv, r in zip(reversed(S), reversed(Y), reversed(rho)):
+        a = r * (s * q).sum(1)
+        q -= a[:, None] * yv
+        alphas.append(a)
+    d = q * gamma[:, None]
+    for s, yv, r, a in zip(S, Y, rho, reversed(alphas)):
+        d += s * (a - r * (yv * d).sum(1))[:, None]
+    return d
+
+
 def _lbfgs(fg, theta: torch.Tensor, pen: torch.Tensor, gscale: torch.Tensor, tol: float, max_iter: int):
     """Batched L-BFGS with Armijo backtracking for f_k(θ) + ½ Σ_j pen_kj θ_kj².
 
@@ -135,17 +155,7 @@ def _lbfgs(fg, theta: torch.Tensor, pen: torch.Tensor, gscale: torch.Tensor, tol
         active &= (g * gscale).abs().amax(1) > tol
         if not active.any():
             break
-        q = g.clone()
-        alphas = []
-        for s, yv, r in zip(reversed(S), reversed(Y), reversed(rho)):
-            a = r * (s * q).sum(1)
-            q -= a[:, None] * yv
-            alphas.append(a)
-        d = q * gamma[:, None]
-        for s, yv, r, a in zip(S, Y, rho, reversed(alphas)):
-            bcoef = r * (yv * d).sum(1)
-            d += s * (a - bcoef)[:, None]
-        d = -d
+        d = -_two_loop(g, S, Y, rho, gamma)
         gd = (g * d).sum(1)
         bad = gd >= 0  # lost descent (tiny curvature pairs): fall back to steepest descent
         d[bad] = -g[bad]
@@ -411,15 +421,7 @@ def _owlqn(fg, theta: torch.Tensor, lam: torch.Tensor, tol: float, max_iter: int
         active &= pg.abs().amax(1) > tol
         if not active.any():
             break
-        q = pg.clone()
-        alphas = []
-        for s, yv, r in zip(reversed(S), reversed(Y), reversed(rho)):
-            a = r * (s * q).sum(1)
-            q -= a[:, None] * yv
-            alphas.append(a)
-        d = q * gamma[:, None]
-        for s, yv, r, a in zip(S, Y, rho, reversed(alphas)):
-            d += s * (a - r * (yv * d).sum(1))[:, None]
+        d = _two_loop(pg, S, Y, rho, gamma)
         # Descend: keep only the components that agree with the pseudo-gradient's direction.
         d = torch.where(d * pg > 0, -d, torch.zeros_like(d))
         orthant = torch.where(theta != 0, torch.sign(theta), -torch.sign(pg))
