@@ -369,14 +369,6 @@ class _Run:
         if not bool(torch.isfinite(total)):
             raise _Diverged(f"training loss is {float(total)} at step {self.step} (epoch {self.epoch + 1})")
 
-    def _batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        items = [self.train_set[i] for i in indices]
-        x = torch.stack([item[0] for item in items]).to(self.device)
-        y = torch.tensor([item[1] for item in items], device=self.device)
-        if self.cfg.train.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
-
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         first: dict[str, torch.Tensor] = {}
         bf16 = self.cfg.train.bf16
