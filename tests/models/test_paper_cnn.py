@@ -39,7 +39,9 @@ def test_shapes_and_forward_is_head_of_features(shape, dim):
     torch.testing.assert_close(out, model.head(feats))
 
 
-@pytest.mark.parametrize(("width", "channels"), [(1.0, [32, 64, 128]), (0.5, [16, 32, 64]), (2, [64, 128, 256])])
+@pytest.mark.parametrize(
+    ("width", "channels"), [(1.0, [32, 64, 128]), (0.5, [16, 32, 64]), (2, [64, 128, 256])]
+)
 def test_channels_per_width(width, channels):
     model = get_model("paper_cnn", 5, (1, 32, 16), width=width)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
