@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_formats import write_celeba
+from data_formats import write_celeba, write_waterbirds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +86,34 @@ def test_celeba_attribute_outside_used_columns_is_rejected(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetFormatError, match="line 4 has attribute value '0'"):
         get_dataset("celeba", root=tmp_path, image_size=16)
+
+
+@pytest.fixture(scope="module")
+def waterbirds_fixture(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("waterbirds")
+    write_waterbirds(root)
+    return root
+
+
+@FUZZ
+@given(data=st.data())
+def test_waterbirds_mutated_metadata(waterbirds_fixture, tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("wb")
+    for child in waterbirds_fixture.iterdir():
+        if child.is_dir():
+            (root / child.name).symlink_to(child)
+    meta = (waterbirds_fixture / "metadata.csv").read_bytes()
+    (root / "metadata.csv").write_bytes(_mutate(meta, data.draw))
+    try:
+        ds = get_dataset("waterbirds", root=root, image_size=16)
+    except DatasetFormatError as err:
+        assert "\n" not in str(err)
+        return
+    total = 0
+    for split in ("train", "val", "test"):
+        labels, others = ds.labels(split), ds.others(split)
+        assert set(labels.tolist()) <= {0, 1} and set(others.tolist()) <= {0, 1}
+        total += len(labels)
+    rows = [n.split(",") for n in (root / "metadata.csv").read_text().splitlines()[1:] if n.strip()]
+    assert total == len(rows)
+    assert len({row[1] for row in rows}) == len(rows)  # no image twice

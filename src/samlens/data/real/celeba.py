@@ -12,6 +12,7 @@ from samlens.data.real.common import (
     check_bool,
     check_files_exist,
     check_image_size,
+    check_unique,
     int_column,
     photo_transforms,
     read_csv,
@@ -51,16 +52,9 @@ def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
             )
     values = np.array([[int(v) for v in row[1:]] for row in rows], dtype=np.int64)
     names = [row[0] for row in rows]
-    _check_unique(path, names)
+    check_unique(path, names)
     return attributes, names, values.reshape(len(rows), len(attributes))
 
-
-def _check_unique(path: Path, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DatasetFormatError(f"{path}: image {name} is listed twice")
-        seen.add(name)
 
 
 def _read_attributes(folder: Path) -> tuple[Path, list[str], list[str], np.ndarray]:
@@ -76,7 +70,7 @@ def _read_attributes(folder: Path) -> tuple[Path, list[str], list[str], np.ndarr
             )
         values = np.stack([int_column(table, a, (-1, 1), csv) for a in attributes], axis=1)
         names = table["image_id"].astype(str).tolist()
-        _check_unique(csv, names)
+        check_unique(csv, names)
         return csv, attributes, names, values.astype(np.int64)
     raise DatasetFormatError(f"{txt}: file not found; expected list_attr_celeba.txt (or the Kaggle .csv)")
 
@@ -90,7 +84,7 @@ def _read_partition(folder: Path) -> tuple[Path, dict[str, int]]:
                 raise DatasetFormatError(
                     f"{txt}: line {number} is {' '.join(row)!r}; expected '<image> <0|1|2>'"
                 )
-        _check_unique(txt, [row[0] for row in rows])
+        check_unique(txt, [row[0] for row in rows])
         return txt, {name: int(code) for name, code in rows}
     if csv.is_file():
         table = read_csv(csv, ["image_id", "partition"])
