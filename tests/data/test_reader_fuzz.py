@@ -1,5 +1,6 @@
 """Mutated copies of the format-exact fixtures: each reader returns a valid dataset or DatasetFormatError."""
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -117,3 +118,22 @@ def test_waterbirds_mutated_metadata(waterbirds_fixture, tmp_path_factory, data)
     rows = [n.split(",") for n in (root / "metadata.csv").read_text().splitlines()[1:] if n.strip()]
     assert total == len(rows)
     assert len({row[1] for row in rows}) == len(rows)  # no image twice
+
+
+@FUZZ
+@given(data=st.data(), gz=st.booleans())
+def test_idx_mutated_bytes(tmp_path_factory, data, gz):
+    from samlens.data.idx import read_idx, write_idx
+
+    folder = tmp_path_factory.mktemp("idx")
+    path = folder / ("x.idx.gz" if gz else "x.idx")
+    write_idx(path, np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4))
+    path.write_bytes(_mutate(path.read_bytes(), data.draw))
+    try:
+        array = read_idx(path, 3)
+    except DatasetFormatError as err:
+        assert "\n" not in str(err)
+        return
+    assert array.ndim == 3 and array.dtype == np.uint8
+    header = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    assert array.shape == tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
