@@ -114,18 +114,20 @@ def test_celeba_bad_input(tmp_path):
         get_dataset("celeba", root=tmp_path, target="Bald")
     attr = tmp_path / "list_attr_celeba.txt"
     lines = attr.read_text().splitlines()
-    lines[2] = lines[2][:-2] + " 0"  # last attribute (Young) out of range: not used, so still fine
+    original = lines[2]
+    lines[2] = lines[2][:-2] + " 0"  # last attribute (Young) out of range: unused, but still malformed
     attr.write_text("\n".join(lines) + "\n")
-    get_dataset("celeba", root=tmp_path)
-    parts = lines[2].split()
-    name, parts[3] = parts[0], "0"  # Blond_Hair of the first image
+    with pytest.raises(DatasetFormatError) as err:
+        get_dataset("celeba", root=tmp_path)
+    assert str(err.value) == f"{attr}: line 3 has attribute value '0'; expected -1 or 1"
+    parts = original.split()
+    parts[3] = "0"  # Blond_Hair of the first image
     lines[2] = " ".join(parts)
     attr.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetFormatError) as err:
         get_dataset("celeba", root=tmp_path)
-    assert (
-        str(err.value) == f"{attr}: image {name} has a Blond_Hair/Male value out of range; expected -1 or 1"
-    )
+    assert str(err.value) == f"{attr}: line 3 has attribute value '0'; expected -1 or 1"
+    lines[2] = original
     lines[3] = lines[3] + " 1"
     attr.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetFormatError, match=r"list_attr_celeba.txt: line 4 has 6 values; expected 5"):

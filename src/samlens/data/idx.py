@@ -7,6 +7,8 @@ bad input; the Debian and Yann LeCun copies are gzipped, so we parse the (tiny) 
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +30,14 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise DatasetFormatError(f"{path}: cannot read IDX file ({err})") from None
     expected = f"an IDX file of uint8 with {ndim} dimension(s)"
     if len(raw) < 4 + 4 * ndim or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != ndim:
         raise DatasetFormatError(f"{path}: bad IDX header; expected {expected}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
+    if body.size != math.prod(dims):  # math.prod: np.prod wraps around on crafted huge dims
         raise DatasetFormatError(f"{path}: IDX header says shape {dims} but holds {body.size} values")
     return body.reshape(dims).copy()
 

@@ -12,9 +12,11 @@ from samlens.data.real.common import (
     check_bool,
     check_files_exist,
     check_image_size,
+    check_unique,
     int_column,
     photo_transforms,
     read_csv,
+    read_text,
     require_dir,
     require_rows,
     split_halves,
@@ -31,7 +33,7 @@ def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     torchvision's CelebA reader also needs the identity, bbox and landmark files and checks
     their MD5 sums; samlens only needs these two files, so it reads them itself.
     """
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
     if len(lines) < 2 or not lines[0].strip().isdigit():
         raise DatasetFormatError(f"{path}: expected an image count on line 1 and attribute names on line 2")
     attributes = lines[1].split()
@@ -42,10 +44,17 @@ def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
         if len(row) != len(attributes) + 1:
             got = len(row) - 1
             raise DatasetFormatError(f"{path}: line {number} has {got} values; expected {len(attributes)}")
-    values = np.array(
-        [[int(v) if v.lstrip("-").isdigit() else 0 for v in row[1:]] for row in rows], dtype=np.int64
-    )
-    return attributes, [row[0] for row in rows], values.reshape(len(rows), len(attributes))
+    for number, row in enumerate(rows, start=3):
+        bad = [v for v in row[1:] if v not in ("1", "-1")]
+        if bad:
+            raise DatasetFormatError(
+                f"{path}: line {number} has attribute value {bad[0]!r}; expected -1 or 1"
+            )
+    values = np.array([[int(v) for v in row[1:]] for row in rows], dtype=np.int64)
+    names = [row[0] for row in rows]
+    check_unique(path, names)
+    return attributes, names, values.reshape(len(rows), len(attributes))
+
 
 
 def _read_attributes(folder: Path) -> tuple[Path, list[str], list[str], np.ndarray]:
@@ -55,20 +64,27 @@ def _read_attributes(folder: Path) -> tuple[Path, list[str], list[str], np.ndarr
     if csv.is_file():
         table = read_csv(csv, ["image_id"])
         attributes = [c for c in table.columns if c != "image_id"]
-        values = table[attributes].apply(lambda col: col.map(lambda v: v if v in (-1, 1) else 0)).to_numpy()
-        return csv, attributes, table["image_id"].astype(str).tolist(), values.astype(np.int64)
+        if not attributes:
+            raise DatasetFormatError(
+                f"{csv}: no attribute columns; expected image_id plus 40 columns of -1/1"
+            )
+        values = np.stack([int_column(table, a, (-1, 1), csv) for a in attributes], axis=1)
+        names = table["image_id"].astype(str).tolist()
+        check_unique(csv, names)
+        return csv, attributes, names, values.astype(np.int64)
     raise DatasetFormatError(f"{txt}: file not found; expected list_attr_celeba.txt (or the Kaggle .csv)")
 
 
 def _read_partition(folder: Path) -> tuple[Path, dict[str, int]]:
     txt, csv = folder / "list_eval_partition.txt", folder / "list_eval_partition.csv"
     if txt.is_file():
-        rows = [line.split() for line in txt.read_text().splitlines() if line.strip()]
+        rows = [line.split() for line in read_text(txt).splitlines() if line.strip()]
         for number, row in enumerate(rows, start=1):
             if len(row) != 2 or row[1] not in ("0", "1", "2"):
                 raise DatasetFormatError(
                     f"{txt}: line {number} is {' '.join(row)!r}; expected '<image> <0|1|2>'"
                 )
+        check_unique(txt, [row[0] for row in rows])
         return txt, {name: int(code) for name, code in rows}
     if csv.is_file():
         table = read_csv(csv, ["image_id", "partition"])

@@ -84,6 +84,23 @@ def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
     return table
 
 
+def check_unique(path: Path, names: Sequence[str]) -> None:
+    """Each image listed once: a repeated id would silently weight one image twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DatasetFormatError(f"{path}: image {name} is listed twice")
+        seen.add(name)
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; bytes that do not decode are a one-line DatasetFormatError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
 def int_column(table: pd.DataFrame, column: str, allowed: Sequence[int], path: Path) -> np.ndarray:
     """An integer column whose values must lie in ``allowed``; otherwise a one-line error."""
     with require("data"):

@@ -12,6 +12,7 @@ from samlens.data.real.common import (
     check_bool,
     check_files_exist,
     check_image_size,
+    check_unique,
     int_column,
     photo_transforms,
     read_csv,
@@ -49,6 +50,7 @@ def waterbirds(
     split = int_column(table, "split", (0, 1, 2), meta_path)
     require_rows(meta_path, split, "split")
     names = table["img_filename"].astype(str).tolist()
+    check_unique(meta_path, names)
     check_files_exist(folder, names, meta_path)
     train_tf, eval_tf = photo_transforms(image_size, "resize-center", "rrc")
     if not augment:

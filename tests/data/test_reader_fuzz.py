@@ -1,0 +1,139 @@
+"""Mutated copies of the format-exact fixtures: each reader returns a valid dataset or DatasetFormatError."""
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_formats import write_celeba, write_waterbirds
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from samlens.data import get_dataset
+from samlens.errors import ConfigError, DatasetFormatError
+
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["txt", "csv"])
+def celeba_fixture(request, tmp_path_factory) -> tuple[Path, bool]:
+    root = tmp_path_factory.mktemp("celeba")
+    write_celeba(root, csv=request.param)
+    return root, request.param
+
+
+def _mutate(data: bytes, draw) -> bytes:
+    kind = draw(st.sampled_from(["truncate", "flip", "insert", "dup_line", "drop_line", "field"]))
+    if kind == "truncate":
+        return data[: draw(st.integers(0, len(data)))]
+    if kind == "flip":
+        i = draw(st.integers(0, len(data) - 1))
+        return data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1 :]
+    if kind == "insert":
+        i = draw(st.integers(0, len(data)))
+        return data[:i] + draw(st.binary(min_size=1, max_size=4)) + data[i:]
+    lines = data.split(b"\n")
+    i = draw(st.integers(0, len(lines) - 1))
+    if kind == "dup_line":
+        return b"\n".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])
+    if kind == "drop_line":
+        return b"\n".join(lines[:i] + lines[i + 1 :])
+    sep = b"," if b"," in lines[i] else b" "
+    fields = lines[i].split(sep)
+    j = draw(st.integers(0, len(fields) - 1))
+    fields[j] = draw(st.sampled_from([b"0", b"2", b"-2", b"x", b"1.5", b"", b"nan", b"\xff"]))
+    return b"\n".join(lines[:i] + [sep.join(fields)] + lines[i + 1 :])
+
+
+def _valid_celeba(ds) -> None:
+    for split in ("train", "val", "test"):
+        part = getattr(ds, split, None)
+        if part is None:
+            continue
+        labels = np.asarray(part.labels)
+        assert set(np.unique(labels).tolist()) <= {0, 1}
+
+
+@FUZZ
+@given(data=st.data())
+def test_celeba_mutated_files(celeba_fixture, tmp_path_factory, data):
+    src, csv = celeba_fixture
+    name = data.draw(st.sampled_from(["list_attr_celeba", "list_eval_partition"]))
+    name += ".csv" if csv else ".txt"
+    root = tmp_path_factory.mktemp("mut")
+    for f in (n for n in src.iterdir() if n.is_file()):
+        shutil.copy(f, root / f.name)
+    (root / "img_align_celeba").symlink_to(src / "img_align_celeba")
+    (root / name).write_bytes(_mutate((src / name).read_bytes(), data.draw))
+    try:
+        ds = get_dataset("celeba", root=root, image_size=16)
+    except DatasetFormatError as err:
+        assert "\n" not in str(err)
+        return
+    except ConfigError as err:  # a mutated header can drop the chosen target/other column
+        assert "is not a column of" in str(err) and "\n" not in str(err)
+        return
+    _valid_celeba(ds)
+
+
+def test_celeba_attribute_outside_used_columns_is_rejected(tmp_path):
+    write_celeba(tmp_path)
+    path = tmp_path / "list_attr_celeba.txt"
+    lines = path.read_text().splitlines()
+    fields = lines[3].split()
+    fields[1] = "0"  # first attribute column, neither target nor other
+    lines[3] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetFormatError, match="line 4 has attribute value '0'"):
+        get_dataset("celeba", root=tmp_path, image_size=16)
+
+
+@pytest.fixture(scope="module")
+def waterbirds_fixture(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("waterbirds")
+    write_waterbirds(root)
+    return root
+
+
+@FUZZ
+@given(data=st.data())
+def test_waterbirds_mutated_metadata(waterbirds_fixture, tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("wb")
+    for child in waterbirds_fixture.iterdir():
+        if child.is_dir():
+            (root / child.name).symlink_to(child)
+    meta = (waterbirds_fixture / "metadata.csv").read_bytes()
+    (root / "metadata.csv").write_bytes(_mutate(meta, data.draw))
+    try:
+        ds = get_dataset("waterbirds", root=root, image_size=16)
+    except DatasetFormatError as err:
+        assert "\n" not in str(err)
+        return
+    total = 0
+    for split in ("train", "val", "test"):
+        labels, others = ds.labels(split), ds.others(split)
+        assert set(labels.tolist()) <= {0, 1} and set(others.tolist()) <= {0, 1}
+        total += len(labels)
+    rows = [n.split(",") for n in (root / "metadata.csv").read_text().splitlines()[1:] if n.strip()]
+    assert total == len(rows)
+    assert len({row[1] for row in rows}) == len(rows)  # no image twice
+
+
+@FUZZ
+@given(data=st.data(), gz=st.booleans())
+def test_idx_mutated_bytes(tmp_path_factory, data, gz):
+    from samlens.data.idx import read_idx, write_idx
+
+    folder = tmp_path_factory.mktemp("idx")
+    path = folder / ("x.idx.gz" if gz else "x.idx")
+    write_idx(path, np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4))
+    path.write_bytes(_mutate(path.read_bytes(), data.draw))
+    try:
+        array = read_idx(path, 3)
+    except DatasetFormatError as err:
+        assert "\n" not in str(err)
+        return
+    assert array.ndim == 3 and array.dtype == np.uint8
+    header = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    assert array.shape == tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
