@@ -8,6 +8,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from samlens.models import get_model
 from samlens.optim.decomposition import Decomposition
 
+from .helpers import finish_ddp_worker
+
 STEPS = 4
 
 
@@ -40,5 +42,7 @@ def run(rank: int, world: int, init_file: str, variants: list[str], out_prefix: 
                 opt.step(closure, ascent_context=ddp.no_sync())
             out[variant] = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         torch.save(out, f"{out_prefix}{rank}.pt")
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    finish_ddp_worker()

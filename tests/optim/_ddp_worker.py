@@ -7,7 +7,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from samlens.optim import SAM, ddp_sam_step
 
-from .helpers import batch, flat, mlp
+from .helpers import batch, finish_ddp_worker, flat, mlp
 
 STEPS = 5
 
@@ -32,5 +32,7 @@ def run(rank: int, world: int, init_file: str, ascent: str, out_prefix: str) -> 
         torch.save(
             {"params": flat(model.module), "m": opt.examples_per_perturbation}, f"{out_prefix}{rank}.pt"
         )
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    finish_ddp_worker()
