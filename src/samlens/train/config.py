@@ -7,23 +7,116 @@ key and type so that a typo fails before any run directory exists.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import os
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from samlens.errors import ConfigError
+from samlens.validate import (
+    check_betas,
+    check_eps,
+    check_fraction,
+    check_int,
+    check_lr,
+    check_momentum,
+    check_positive_int,
+    check_real,
+    check_rho,
+    check_type,
+    check_weight_decay,
+)
+
+T = TypeVar("T")
 
 SCHEDULES = ("cosine", "step", "constant")
 PROBE_METHODS = ("balanced", "dfr", "transfer")
 BN_STATS = ("recompute", "running")
+
+
+def _optim_options(key: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's free-form options, returned as given: the hyper-parameters among them are
+    checked against their domains."""
+    for name, value in options.items():
+        if name in OPTIM_OPTION_DOMAINS:
+            DOMAINS[OPTIM_OPTION_DOMAINS[name]](f"{key}.{name}", value)
+    return options
+
+
+def _run_name(key: str, name: str) -> str:
+    """``name`` becomes the directory ``runs/<name>-<hash>``: one plain path component."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(
+            f"name {name!r} must be a plain name without '/', '\\' or '..' "
+            "(it names the run directory under runs/)"
+        )
+    return name
+
+
+#: The mathematical domain of every numeric option, by kind; each is checked by samlens.validate.
+DOMAINS: dict[str, Callable[[str, Any], Any]] = {
+    "rho": lambda key, v: check_rho(v, key),
+    "lr": lambda key, v: check_lr(v, key),
+    "momentum": lambda key, v: check_momentum(v, key),
+    "betas": lambda key, v: check_betas(v, key),
+    "weight_decay": lambda key, v: check_weight_decay(v, key),
+    "eps": lambda key, v: check_eps(v, key),
+    "positive": lambda key, v: check_real(key, v, low=0.0, low_open=True),
+    "nonnegative": lambda key, v: check_real(key, v, low=0.0),
+    "fraction": check_fraction,
+    "size": check_positive_int,  # widths, sizes, lengths, batch sizes, intervals: >= 1
+    "count": lambda key, v: check_int(key, v, low=0),  # intervals where 0 means "off"
+    "optim_options": _optim_options,
+    "run_name": _run_name,
+}
+
+#: The domains as ``--help`` shows them.
+DOMAIN_TEXT = {
+    "rho": "in [0, inf)",
+    "lr": "in (0, inf)",
+    "momentum": "in [0, 1)",
+    "betas": "pair in [0, 1)",
+    "weight_decay": "in [0, inf)",
+    "eps": "in (0, inf)",
+    "positive": "in (0, inf)",
+    "nonnegative": "in [0, inf)",
+    "fraction": "in [0, 1]",
+    "size": ">= 1",
+    "count": ">= 0",
+}
+
+#: Hyper-parameters that may also appear in ``optim.options`` (factory keyword arguments).
+OPTIM_OPTION_DOMAINS = {
+    "rho": "rho",
+    "lr": "lr",
+    "momentum": "momentum",
+    "betas": "betas",
+    "weight_decay": "weight_decay",
+    "eps": "eps",
+}
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    domain: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with its domain (a key of :data:`DOMAINS`) or its set of choices."""
+    metadata = {"domain": domain, "choices": choices}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -33,8 +126,8 @@ class DataConfig:
     name: str = "mnist5k_dominoes"
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 128
-    num_workers: int = 0
+    batch_size: int = option(128, domain="size")
+    num_workers: int = option(0, domain="count")
 
 
 @dataclass
@@ -56,11 +149,12 @@ class OptimConfig:
 
     name: str = "sgd"
     base: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    rho: float = 0.05
-    options: dict[str, Any] = field(default_factory=dict)
+    lr: float = option(0.05, domain="lr")
+    momentum: float = option(0.9, domain="momentum")
+    weight_decay: float = option(5e-4, domain="weight_decay")
+    rho: float = option(0.05, domain="rho")
+    # Free-form factory arguments; the hyper-parameters among them are checked by name.
+    options: dict[str, Any] = option(factory=dict, domain="optim_options")
 
 
 @dataclass
@@ -69,23 +163,24 @@ class TrainConfig:
 
     ``steps`` (optimizer steps), when set, caps training before ``epochs`` is reached.
     ``eval_every`` counts epochs, ``log_every`` and ``checkpoint_every`` count steps
-    (``checkpoint_every=0``: checkpoint at the end of every epoch only).
+    (``checkpoint_every=0``: checkpoint at the end of every epoch only; ``eval_every=0``:
+    evaluate after training only).
     """
 
-    epochs: int = 10
-    steps: int | None = None
+    epochs: int = option(10, domain="size")
+    steps: int | None = option(None, domain="size")
     seed: int = 0
-    schedule: str = "cosine"
+    schedule: str = option("cosine", choices=SCHEDULES)
     bf16: bool = False
     channels_last: bool = False
     deterministic: bool = False
-    eval_every: int = 1
-    log_every: int = 50
-    checkpoint_every: int = 0
+    eval_every: int = option(1, domain="count")
+    log_every: int = option(50, domain="size")
+    checkpoint_every: int = option(0, domain="count")
     tensorboard: bool = False
     # BatchNorm running statistics before evaluation and probing (samlens.train.bn):
     # "recompute" = exact average over the training split, "running" = the moving averages.
-    bn_stats: str = "recompute"
+    bn_stats: str = option("recompute", choices=BN_STATS)
 
 
 @dataclass
@@ -96,9 +191,9 @@ class ProbeConfig:
     """
 
     enabled: bool = True
-    every: int = 0
+    every: int = option(0, domain="count")
     engine: str = "torch"
-    method: str = "balanced"
+    method: str = option("balanced", choices=PROBE_METHODS)
 
 
 @dataclass
@@ -110,7 +205,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    name: str = "experiment"
+    name: str = option("experiment", domain="run_name")
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,132 +217,123 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    is_bool = isinstance(value, bool)
-    if tp is bool and is_bool:
+def _checked_value(f: dataclasses.Field, value: Any, tp: Any, key: str) -> Any:
+    """One field: its type, then its domain or its set of choices."""
+    try:
+        value = check_type(key, value, tp)
+        if isinstance(value, dict):
+            _check_plain(key, value)
+    except ConfigError as err:
+        err.key = key  # the value is not of the option's type (not merely outside its domain)
+        raise
+    if value is None:
         return value
-    if tp is int and isinstance(value, int) and not is_bool:
-        return value
-    if tp is float and isinstance(value, (int, float)) and not is_bool:
-        return float(value)
-    if tp is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    domain = f.metadata.get("domain")
+    if domain is not None:
+        value = DOMAINS[domain](key, value)
+    choices = f.metadata.get("choices")
+    if choices is not None:
+        for item in value if isinstance(value, tuple) else (value,):
+            if item not in choices:
+                raise ConfigError(f"unknown {key} {item!r}; valid choices: {', '.join(choices)}")
+    return value
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _check_plain(key: str, value: Any) -> None:
+    """Free-form options hold plain data only (they are hashed as JSON and written as YAML)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise ConfigError(f"{key} keys must be strings, got {name!r}")
+            _check_plain(f"{key}.{name}", item)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(f"{key}[{i}]", item)
+    elif not (value is None or isinstance(value, (str, int, float, bool))):
+        raise ConfigError(f"{key} must be plain data (text, numbers, lists, mappings), got {value!r}")
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Check every field of the dataclass ``obj`` (recursively) against its annotation, domain and
+    choices, in place: ints given for floats become floats. A ``ConfigError`` names the dotted key."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key, value, tp = f"{prefix}{f.name}", getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, tp):
+                raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            check_fields(value, f"{key}.")
+        else:
+            object.__setattr__(obj, f.name, _checked_value(f, value, tp, key))
+
+
+def _construct(cls: type[T], data: Any, prefix: str) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted((k for k in data if k not in names), key=str)
     if unknown:
         where = prefix.rstrip(".") or "config"
         raise ConfigError(f"unknown key {prefix}{unknown[0]} in {where}; valid keys: {', '.join(names)}")
-    kwargs: dict[str, Any] = {}
-    for name in names:
-        if name not in data:
-            continue
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(data[name], tp, f"{prefix}{name}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _construct(hints[name], value, f"{prefix}{name}.")
+        if dataclasses.is_dataclass(hints[name])
+        else value
+        for name, value in data.items()
+    }
     return cls(**kwargs)
 
 
-def _check_values(cfg: ExperimentConfig) -> None:
-    """Range and choice checks that types alone cannot express."""
-    checks = [
-        (cfg.optim.rho >= 0, f"optim.rho must be >= 0, got {cfg.optim.rho}"),
-        (cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}"),
-        (cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}"),
-        (cfg.data.batch_size > 0, f"data.batch_size must be > 0, got {cfg.data.batch_size}"),
-        (cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}"),
-        (cfg.train.epochs > 0, f"train.epochs must be > 0, got {cfg.train.epochs}"),
-        (
-            cfg.train.steps is None or cfg.train.steps > 0,
-            f"train.steps must be > 0 or null, got {cfg.train.steps}",
-        ),
-        (cfg.train.eval_every >= 0, f"train.eval_every must be >= 0, got {cfg.train.eval_every}"),
-        (cfg.train.log_every > 0, f"train.log_every must be > 0, got {cfg.train.log_every}"),
-        (
-            cfg.train.checkpoint_every >= 0,
-            f"train.checkpoint_every must be >= 0, got {cfg.train.checkpoint_every}",
-        ),
-        (cfg.probe.every >= 0, f"probe.every must be >= 0, got {cfg.probe.every}"),
-        (
-            cfg.train.schedule in SCHEDULES,
-            f"unknown train.schedule {cfg.train.schedule!r}; valid choices: {', '.join(SCHEDULES)}",
-        ),
-        (
-            cfg.train.bn_stats in BN_STATS,
-            f"unknown train.bn_stats {cfg.train.bn_stats!r}; valid choices: {', '.join(BN_STATS)}",
-        ),
-        (
-            cfg.probe.method in PROBE_METHODS,
-            f"unknown probe.method {cfg.probe.method!r}; valid choices: {', '.join(PROBE_METHODS)}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    _check_name(cfg.name)
+def build(cls: type[T], data: Any, prefix: str = "") -> T:
+    """The dataclass ``cls`` from a nested mapping (missing keys take defaults), every field checked.
 
-
-def _check_name(name: str) -> None:
-    """``name`` becomes the directory ``runs/<name>-<hash>``: one plain path component."""
-    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ConfigError(
-            f"name {name!r} must be a plain name without '/', '\\' or '..' "
-            "(it names the run directory under runs/)"
-        )
+    Unknown keys name the valid ones; ``prefix`` is the dotted position of ``data`` in a larger tree.
+    """
+    obj = _construct(cls, data, prefix)
+    check_fields(obj, prefix)
+    return obj
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Validate a nested dict (missing keys take defaults) into an ``ExperimentConfig``."""
-    cfg = _build(ExperimentConfig, data, "")
-    _check_values(cfg)
-    return cfg
+    return build(ExperimentConfig, data)
 
 
 # ---------------------------------------------------------------------------------------
 # overrides and files
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
+def _annotation(cls: type, key: str) -> Any:
+    """The annotation of the dotted ``key`` in the dataclass ``cls`` (None: not a field of it)."""
+    tp: Any = cls
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = typing.get_type_hints(tp).get(part)
+    return tp
+
+
+def parse_text(cls: type, key: str, raw: str) -> Any:
+    """A value given as text (``--section.key VALUE``, ``section.key=VALUE``) for the dotted ``key``
+    of ``cls``: the text itself for a string option (``null`` for none where none is allowed), YAML
+    otherwise (``0.1``, ``true``, ``null``, ``[16, 16]``, ``{"width": 8}``)."""
+    tp = _annotation(cls, key)
+    if tp is str or (typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)):
+        return None if raw == "null" and type(None) in typing.get_args(tp) else raw
+    if not raw.strip():
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except (yaml.YAMLError, RecursionError):
+        return raw  # not YAML: the type check names the option and the text
+
+
+def _parse_override(cls: type, item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value")
     key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+    return key.strip(), parse_text(cls, key.strip(), raw)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -263,43 +349,102 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(tree: dict[str, Any], overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+Overrides = list[str] | Mapping[str, Any] | None
+
+
+def apply_overrides(
+    tree: dict[str, Any], overrides: Overrides, cls: type = ExperimentConfig
+) -> dict[str, Any]:
     """Return a copy of ``tree`` with dotted overrides applied (not yet validated)."""
-    tree = json.loads(json.dumps(tree))
+    tree = copy.deepcopy(tree)
     if not overrides:
         return tree
-    items = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides)
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = [_parse_override(cls, item) for item in overrides]
     for key, value in items:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"override key {key!r} must be a dotted name like section.key")
         _set_dotted(tree, key, value)
     return tree
 
 
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file is a user error."""
+def read_yaml_file(path: str | os.PathLike[str], what: str = "config file") -> Any:
+    """The YAML document in the file at ``path`` (None when empty).
+
+    Anything that keeps it from being read as YAML text (missing, unreadable, not UTF-8, binary,
+    truncated, not YAML) is a one-line ``ConfigError`` naming ``what`` and the file.
+    """
     path = Path(path)
+    label = f"{what} {str(path)!r}"
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{label} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{label} cannot be read: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = f"byte {raw[err.start]:#04x} at offset {err.start}"
+        raise ConfigError(f"{label} is not UTF-8 text ({bad})") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else "invalid YAML"
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or (str(err).splitlines() or ["unreadable"])[0]
+        raise ConfigError(f"{label} is not valid YAML: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{label} is not valid YAML: nested too deeply") from None
+
+
+def read_yaml(path: str | os.PathLike[str], what: str = "config file") -> dict[str, Any]:
+    """Read a YAML mapping (an empty file is an empty mapping); anything else is a ``ConfigError``."""
+    data = read_yaml_file(path, what)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping")
+        raise ConfigError(f"{what} {str(Path(path))!r} must hold a mapping, got {type(data).__name__}")
     return data
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
-) -> ExperimentConfig:
+def load_dataclass(
+    cls: type[T],
+    path: str | os.PathLike[str] | None,
+    overrides: Overrides = None,
+    what: str = "config file",
+    section: str | None = None,
+) -> T:
+    """Defaults ← YAML file at ``path`` (its ``section`` mapping if given) ← dotted ``overrides``,
+    validated into ``cls``. An error in the file's own content names the file."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        tree = read_yaml(path, what)
+        if section is not None:
+            if not isinstance(tree.get(section), dict):
+                raise ConfigError(f"{what} {str(Path(path))!r} must hold a {section!r} mapping")
+            tree = tree[section]
+    try:
+        return build(cls, apply_overrides(tree, overrides, cls))
+    except ConfigError:
+        if path is None:
+            raise
+        try:
+            build(cls, tree)
+        except ConfigError as own:  # the file is wrong by itself: say which file
+            raise ConfigError(f"{what} {str(Path(path))!r}: {own}") from None
+        raise
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Overrides = None) -> ExperimentConfig:
     """Defaults ← YAML file at ``path`` ← dotted ``overrides``, validated.
 
     Raises ``ConfigError`` (one line, naming the valid keys or choices) on unknown keys,
-    wrong types or out-of-range values.
+    wrong types or out-of-range values; an error in the file's content names the file.
     """
-    tree = read_yaml(path) if path is not None else {}
-    return config_from_dict(apply_overrides(tree, overrides))
+    return load_dataclass(ExperimentConfig, path, overrides)
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:
@@ -319,23 +464,31 @@ def dump_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
 Scalar = str | int | float | bool | None
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Scalar]) -> None:
-    if isinstance(value, dict):
-        for key in sorted(value) if prefix.endswith("options.") else value:
-            _flatten(value[key], f"{prefix}{key}.", out)
-        return
-    key = prefix.rstrip(".")
-    if value is None or isinstance(value, (str, int, float, bool)):
-        out[key] = value
-    else:  # lists and other containers become their JSON text so every value is a scalar
-        out[key] = json.dumps(value, sort_keys=True)
+def flatten(tree: Mapping[str, Any], prefix: str = "", *, keep_empty: bool = False) -> dict[str, Any]:
+    """``{"optim": {"rho": 0.05}}`` → ``{"optim.rho": 0.05}``: one dotted key per leaf, leaves as they are.
+
+    Keys of an ``options`` mapping come sorted (free-form, their order means nothing). An empty
+    mapping is dropped, or kept as a leaf with ``keep_empty`` (an override that sets it).
+    """
+    out: dict[str, Any] = {}
+    keys = sorted(tree, key=str) if prefix.endswith("options.") else list(tree)
+    for key in keys:
+        value, dotted = tree[key], f"{prefix}{key}"
+        if isinstance(value, Mapping) and (value or not keep_empty):
+            out.update(flatten(value, f"{dotted}.", keep_empty=keep_empty))
+        else:
+            out[dotted] = value
+    return out
 
 
 def flatten_config(cfg: ExperimentConfig) -> dict[str, Scalar]:
     """``{"optim.rho": 0.05, "data.options.n": 10, ...}``: one scalar per dotted key."""
-    out: dict[str, Scalar] = {}
-    _flatten(config_to_dict(cfg), "", out)
-    return out
+    flat = flatten(config_to_dict(cfg))
+    # lists and other containers become their JSON text so every value is a scalar
+    return {
+        key: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True)
+        for key, v in flat.items()
+    }
 
 
 def _digest(obj: Any) -> str:
