@@ -378,7 +378,11 @@ def read_yaml_file(path: str | os.PathLike[str], what: str = "config file") -> A
     """
     path = Path(path)
     label = f"{what} {str(path)!r}"
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError):  # a NUL byte or a name too long for the file system
+        exists = False
+    if not exists:
         raise ConfigError(f"{label} does not exist")
     try:
         raw = path.read_bytes()
