@@ -32,7 +32,7 @@ def _config_options(cls: type, prefix: str = "") -> list[tuple[str, Any, datacla
 
 
 def _option_help(tp: Any, f: dataclasses.Field) -> str:
-    from samlens.train.config import DOMAIN_TEXT
+    from samlens.train.schema import DOMAIN_TEXT
     from samlens.validate import type_name
 
     default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]

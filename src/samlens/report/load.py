@@ -58,7 +58,8 @@ def _read_config(run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
             return dict(event["config"])
     path = run_dir / CONFIG
     if path.exists():
-        from samlens.train.config import flatten, flatten_config, load_config, read_yaml_file
+        from samlens.train.config import flatten_config, load_config
+        from samlens.train.schema import flatten, read_yaml_file
 
         try:
             return dict(flatten_config(load_config(path)))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from samlens.errors import ConfigError
-from samlens.train.config import flatten, read_yaml_file
+from samlens.train.schema import flatten, read_yaml_file
 
 #: Run states reported by ``sweep status``, in display order.
 STATES = ("done", "running", "failed", "pending")

@@ -34,7 +34,7 @@ from samlens.models.toy import effective_coefficients
 from samlens.optim.decomposition import RHO_MODES, Decomposition
 from samlens.optim.sam import SAM
 from samlens.probe.importance import gini, phantom_importance_weights
-from samlens.train.config import build, check_fields, option, read_yaml
+from samlens.train.schema import build, check_fields, option, read_yaml
 from samlens.validate import check_positive_int, check_type
 
 TOY_OPTIMIZERS = ("sgd", "sam", "lsam", "iw", "lr")
