@@ -55,15 +55,15 @@ def test_missing_package_at_module_import(module, missing, extra):
 
 def test_cli_reports_a_missing_extra_in_one_line(tmp_path):
     code = (
-        "import sys; sys.modules['jsonargparse'] = None\n"
+        "import sys; sys.modules['sklearn'] = None\n"
         "from samlens.cli.main import main\n"
         f"sys.exit(main(['run', '--config', {str(tmp_path / 'x.yaml')!r}]))"
     )
     done = run_python(code)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "samlens run: error: jsonargparse is not installed; it comes with samlens's 'cli' extra: "
-        "pip install 'samlens[cli]'"
+        "samlens run: error: scikit-learn is not installed; it comes with samlens's 'probe' extra: "
+        "pip install 'samlens[probe]'"
     ]
 
 

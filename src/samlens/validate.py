@@ -7,13 +7,18 @@ it enters: the message names the option, the value and the domain.
 
 from __future__ import annotations
 
+import collections.abc
 import math
+import types
+import typing
 from collections.abc import Sequence
 from numbers import Real
+from typing import Any
 
 from samlens.errors import ConfigError
 
 __all__ = [
+    "check_type",
     "check_real",
     "check_int",
     "check_rho",
@@ -60,6 +65,9 @@ def check_real(
     too_low = low is not None and (x <= low if low_open else x < low)
     too_high = high is not None and (x >= high if high_open else x > high)
     if too_low or too_high:
+        if high is None and low is not None:  # a one-sided domain reads best as the bound itself
+            bound = f"{'>' if low_open else '>='} {low:g}"
+            raise ConfigError(f"{name} must be {bound}, got {value!r} (must be in {domain})")
         raise ConfigError(f"{name} must be in {domain}, got {value!r}")
     return x
 
@@ -114,3 +122,59 @@ def check_eps(value: object, name: str = "eps") -> float:
 
 def check_fraction(name: str, value: object) -> float:
     return check_real(name, value, low=0.0, high=1.0)
+
+
+def type_name(tp: Any) -> str:
+    """``int | None``, ``tuple[str, ...]``: an annotation as a user reads it."""
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return text.replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")
+
+
+def check_type(name: str, value: Any, tp: Any) -> Any:
+    """``value`` (as parsed from YAML/JSON) checked against the annotation ``tp``; a ``ConfigError``
+    naming ``name`` otherwise.
+
+    Ints are accepted (and returned as floats) for floats, booleans never count as numbers, lists
+    and tuples both fit a sequence annotation (returned as the annotated container), mappings are
+    copied. Annotations the checker does not know are left to the code that uses the value.
+    """
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return check_type(name, value, arg)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{name} must be {type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif origin is dict or tp is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{name} must be a mapping, got {value!r}")
+    elif origin in (collections.abc.Sequence, list, tuple) or tp in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            items = [check_type(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value)] if args else value
+            return tuple(items) if tuple in (origin, tp) else list(items)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{name} must be {type_name(tp)}, got {value!r}")

@@ -1,50 +1,54 @@
 """``samlens run --config configs/x.yaml --optim.rho 0.1``: train one config into a run directory.
 
-Options are parsed by jsonargparse from the ``ExperimentConfig`` dataclasses (typed,
-YAML-aware, dotted keys). The ``samlens`` entry point is plain argparse, so this module
-mirrors jsonargparse's option names into the sub-command and forwards them, in order,
-to the jsonargparse parser; the result is validated once more by ``config_from_dict``
-(ranges and choices that types cannot express).
+Every config key is an option ``--section.key VALUE``; the values go, in command-line order,
+as dotted overrides into ``samlens.train.config.load_config``, which reads the file, types and
+checks everything once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
-from samlens._optional import require
 from samlens.errors import ConfigError
 
 COMMAND = "run"
 HELP = "Train one experiment config into a run directory (resumes or skips an existing one)."
 
-_OWN = ("--run_dir", "--quiet", "--print_config", "--threads", "--help", "-h")
+
+def _config_options(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
+    """``(dotted key, annotation, field)`` for every leaf of the config dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _config_options(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", hints[f.name], f))
+    return out
 
 
-def config_parser() -> Any:
-    """The jsonargparse parser for ``ExperimentConfig`` (``--config FILE`` plus dotted keys)."""
-    with require("cli"):
-        from jsonargparse import ActionConfigFile, ArgumentParser
+def _option_help(tp: Any, f: dataclasses.Field) -> str:
+    from samlens.train.schema import DOMAIN_TEXT
+    from samlens.validate import type_name
 
-    from samlens.train.config import ExperimentConfig
-
-    parser = ArgumentParser(prog="samlens run", exit_on_error=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML config file")
-    parser.add_class_arguments(ExperimentConfig, nested_key=None, as_group=False)
-    return parser
-
-
-class _Forward(argparse.Action):
-    """Collect ``(option, value)`` pairs in command-line order for jsonargparse."""
-
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
-        forwarded = list(getattr(namespace, "forward", None) or [])
-        forwarded.append((option_string, values))
-        namespace.forward = forwarded
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    choices = f.metadata.get("choices")
+    text = type_name(tp).replace("dict[str, Any]", "mapping")
+    if f.metadata.get("domain") in DOMAIN_TEXT:
+        text += f" {DOMAIN_TEXT[f.metadata['domain']]}"
+    if choices:
+        text += f", one of {', '.join(choices)}"
+    return f"{text} (default: {default!r})".replace("%", "%%")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from samlens.train.config import ExperimentConfig
+
+    parser.add_argument("--config", default=None, metavar="FILE", help="YAML config file")
     parser.add_argument("--run_dir", default=None, help="run directory (default: runs/<name>-<config hash>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
     parser.add_argument("--print_config", action="store_true", help="print the resolved config and exit")
@@ -55,38 +59,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch threads for this run (default 1, measured fastest for demo-size runs on a shared "
         "2-core machine; more can pay off for larger models on an idle one); recorded in meta.json",
     )
-    parser.set_defaults(forward=[])
-    for action in config_parser()._actions:
-        for option in action.option_strings:
-            if option in _OWN:
-                continue
-            help_text = "YAML config file" if option == "--config" else argparse.SUPPRESS
-            parser.add_argument(option, action=_Forward, dest="forward", metavar="VALUE", help=help_text)
+    group = parser.add_argument_group("config keys (override the file; VALUE is YAML, text for strings)")
+    for key, tp, f in _config_options(ExperimentConfig):
+        # Each value is kept as (key, text) in command-line order; the loader types and checks it.
+        group.add_argument(
+            f"--{key}",
+            dest="overrides",
+            action="append",
+            type=lambda text, key=key: (key, text),
+            metavar="VALUE",
+            help=_option_help(tp, f),
+        )
+    parser.set_defaults(overrides=[])
     parser.epilog = "Any config key can be overridden as --section.key VALUE, e.g. --optim.rho 0.1."
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+def resolve_config(args: argparse.Namespace) -> Any:
+    """The ExperimentConfig of ``--config`` and the ``--section.key`` overrides."""
+    from samlens.train.config import load_config
 
-
-def resolve_config(forward: list[tuple[str, str]]) -> Any:
-    """Parse forwarded options with jsonargparse and validate them into an ExperimentConfig."""
-    import yaml
-
-    from samlens.train.config import config_from_dict, load_config
-
-    for option, value in forward:
-        if option == "--config":
-            load_config(value)  # our own check first: its messages list the valid keys
-    argv = [item for pair in forward for item in pair]
-    parser = config_parser()
+    overrides = [f"{key}={text}" for key, text in args.overrides]
     try:
-        namespace = parser.parse_args(argv)
-        tree = yaml.safe_load(parser.dump(namespace))
-    except (argparse.ArgumentError, ValueError, TypeError, OSError) as err:
-        raise ConfigError(_one_line(err)) from None
-    tree.pop("config", None)
-    return config_from_dict(tree)
+        return load_config(args.config, overrides)
+    except ConfigError as err:
+        if err.key is not None and any(key == err.key for key, _ in args.overrides):
+            raise ConfigError(f'Parser key "{err.key}": {err}') from None
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from samlens.train.rundir import FAILED, is_done
     from samlens.train.runner import run_experiment
 
-    cfg = resolve_config(args.forward)
+    cfg = resolve_config(args)
     if args.print_config:
         print(config_to_yaml(cfg), end="")
         return 0

@@ -10,9 +10,14 @@ from typing import Any
 
 import torch
 
-from samlens.data.toy import ToyData
-from samlens.errors import ConfigError
-from samlens.train.toy import TOY_MODELS, TOY_OPTIMIZERS, ToyConfig, run_study, summarize
+from samlens.train.toy import (
+    TOY_MODELS,
+    TOY_OPTIMIZERS,
+    ToyConfig,
+    run_study,
+    summarize,
+    toy_config_from_options,
+)
 
 COMMAND = "toy"
 HELP = "Run the toy study of SAM's balancing mechanism and write results.jsonl, a summary and figures."
@@ -57,28 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true")
 
 
+#: Command-line options that are ToyConfig options (``toy_config_from_options`` names).
+CONFIG_OPTIONS = ("seeds", "steps", "model", "width", "init_scale", "optimizers", "rho", "sam_rho",
+                  "rho_mode", "lr", "batch_size", "n_train", "eval_every", "q", "easy_spread")  # fmt: skip
+
+
 def config_from_args(args: argparse.Namespace) -> ToyConfig:
     """The ToyConfig the command line describes."""
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    base = ToyConfig().data
-    data = ToyData(**{**base.__dict__, "q": args.q, "easy_spread": args.easy_spread})
-    return ToyConfig(
-        model=args.model,
-        width=args.width,
-        init_scale=args.init_scale,
-        data=data,
-        n_train=args.n_train,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        lr=args.lr,
-        rho=args.rho,
-        sam_rho=args.sam_rho,
-        rho_mode=args.rho_mode,
-        eval_every=args.eval_every,
-        optimizers=tuple(o.strip() for o in args.optimizers.split(",") if o.strip()),
-        seeds=tuple(range(args.seeds)),
-    )
+    return toy_config_from_options({key: getattr(args, key) for key in CONFIG_OPTIONS})
 
 
 def _fmt(pair: tuple[float, float], digits: int = 3) -> str:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from samlens.errors import ConfigError
+from samlens.validate import check_fraction, check_int, check_real
 
 EASY, HARD = 0, 1
 
@@ -34,14 +35,13 @@ class ToyData:
     easy_spread: float = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.sigma_easy, self.sigma_hard, self.sigma_noise) < 0:
-            raise ConfigError("toy noise levels must be >= 0")
-        if self.noise_dims < 0:
-            raise ConfigError(f"noise_dims must be >= 0, got {self.noise_dims}")
-        if not 0 <= self.q <= 1:
-            raise ConfigError(f"q must be in [0, 1], got {self.q}")
-        if not 0 <= self.easy_spread <= 1:
-            raise ConfigError(f"easy_spread must be in [0, 1], got {self.easy_spread}")
+        for name in ("mu_easy", "mu_hard"):
+            check_real(name, getattr(self, name))
+        for name in ("sigma_easy", "sigma_hard", "sigma_noise"):
+            check_real(name, getattr(self, name), low=0.0)
+        check_int("noise_dims", self.noise_dims, low=0)
+        check_fraction("q", self.q)
+        check_fraction("easy_spread", self.easy_spread)
 
     @property
     def dim(self) -> int:

@@ -6,9 +6,7 @@ The mechanism optimizers (LSAM, IW-only, LR-only) and the probes rely on that sp
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
-import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +16,7 @@ from torch import nn
 
 from samlens.errors import ConfigError
 from samlens.registry import Registry
+from samlens.validate import check_type
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -56,32 +55,6 @@ def model_options(name: str) -> dict[str, Any]:
     }
 
 
-def _matches(value: Any, tp: Any) -> bool:
-    """Whether an option value (as parsed from YAML/JSON) fits the factory's annotation."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if origin in (collections.abc.Sequence, list, tuple):
-        args = typing.get_args(tp)
-        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value if args)
-    return True  # annotations the checker does not know are left to the factory
-
-
-def _type_name(tp: Any) -> str:
-    text = tp.__name__ if isinstance(tp, type) else str(tp)
-    return text.replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")
-
-
 def check_options(name: str, options: dict[str, Any]) -> None:
     """Unknown option names and values of the wrong type raise one-line ``ConfigError``s."""
     factory = MODELS.get(name)
@@ -96,8 +69,11 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     except Exception:  # an annotation that cannot be resolved: nothing to check against
         return
     for key, value in options.items():
-        if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(f"model {name!r}: option {key} must be {_type_name(hints[key])}, got {value!r}")
+        if key in hints:
+            try:
+                check_type(f"option {key}", value, hints[key])
+            except ConfigError as err:
+                raise ConfigError(f"model {name!r}: {err}") from None
 
 
 def positive_int(name: str, value: int) -> int:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from samlens.errors import ConfigError
 
 RESULTS = "results.jsonl"
@@ -38,14 +36,6 @@ class Run:
         return f"{commit}+dirty" if dirty else str(commit)
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(item, f"{prefix}{key}.", out)
-    else:
-        out[prefix.rstrip(".")] = value
-
-
 def _read_events(path: Path) -> list[dict[str, Any]]:
     events = []
     if not path.exists():
@@ -69,19 +59,18 @@ def _read_config(run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     path = run_dir / CONFIG
     if path.exists():
         from samlens.train.config import flatten_config, load_config
+        from samlens.train.schema import flatten, read_yaml_file
 
         try:
             return dict(flatten_config(load_config(path)))
         except ConfigError:
             pass  # written by another version of the schema: report its keys as they are
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
+            data = read_yaml_file(path)
+        except ConfigError:
             data = None
         if isinstance(data, dict):
-            flat: dict[str, Any] = {}
-            _flatten(data, "", flat)
-            return flat
+            return flatten(data)
     return {}
 
 

@@ -2,7 +2,8 @@
 
 A config is plain data. ``load_config`` merges, in order, the defaults, a YAML file and
 dotted overrides (``"optim.rho=0.1"`` or ``{"optim.rho": 0.1}``), then validates every
-key and type so that a typo fails before any run directory exists.
+key, type and numeric domain (``samlens.train.schema``) so that a typo fails before any run
+directory exists.
 """
 
 from __future__ import annotations
@@ -11,19 +12,47 @@ import dataclasses
 import hashlib
 import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from samlens.errors import ConfigError
+from samlens.train.schema import DOMAINS, Overrides, build, flatten, load_dataclass, option
 
 SCHEDULES = ("cosine", "step", "constant")
 PROBE_METHODS = ("balanced", "dfr", "transfer")
 BN_STATS = ("recompute", "running")
+
+
+def _optim_options(key: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's free-form options, returned as given: the hyper-parameters among them are
+    checked against their domains."""
+    for name, value in options.items():
+        if name in OPTIM_OPTION_DOMAINS:
+            DOMAINS[OPTIM_OPTION_DOMAINS[name]](f"{key}.{name}", value)
+    return options
+
+
+def _run_name(key: str, name: str) -> str:
+    """``name`` becomes the directory ``runs/<name>-<hash>``: one plain path component."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(
+            f"name {name!r} must be a plain name without '/', '\\' or '..' "
+            "(it names the run directory under runs/)"
+        )
+    return name
+
+
+#: Hyper-parameters that may also appear in ``optim.options`` (factory keyword arguments).
+OPTIM_OPTION_DOMAINS = {
+    "rho": "rho",
+    "lr": "lr",
+    "momentum": "momentum",
+    "betas": "betas",
+    "weight_decay": "weight_decay",
+    "eps": "eps",
+}
 
 
 @dataclass
@@ -33,8 +62,8 @@ class DataConfig:
     name: str = "mnist5k_dominoes"
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 128
-    num_workers: int = 0
+    batch_size: int = option(128, domain="size")
+    num_workers: int = option(0, domain="count")
 
 
 @dataclass
@@ -56,11 +85,12 @@ class OptimConfig:
 
     name: str = "sgd"
     base: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    rho: float = 0.05
-    options: dict[str, Any] = field(default_factory=dict)
+    lr: float = option(0.05, domain="lr")
+    momentum: float = option(0.9, domain="momentum")
+    weight_decay: float = option(5e-4, domain="weight_decay")
+    rho: float = option(0.05, domain="rho")
+    # Free-form factory arguments; the hyper-parameters among them are checked by name.
+    options: dict[str, Any] = option(factory=dict, domain=_optim_options)
 
 
 @dataclass
@@ -69,23 +99,24 @@ class TrainConfig:
 
     ``steps`` (optimizer steps), when set, caps training before ``epochs`` is reached.
     ``eval_every`` counts epochs, ``log_every`` and ``checkpoint_every`` count steps
-    (``checkpoint_every=0``: checkpoint at the end of every epoch only).
+    (``checkpoint_every=0``: checkpoint at the end of every epoch only; ``eval_every=0``:
+    evaluate after training only).
     """
 
-    epochs: int = 10
-    steps: int | None = None
+    epochs: int = option(10, domain="size")
+    steps: int | None = option(None, domain="size")
     seed: int = 0
-    schedule: str = "cosine"
+    schedule: str = option("cosine", choices=SCHEDULES)
     bf16: bool = False
     channels_last: bool = False
     deterministic: bool = False
-    eval_every: int = 1
-    log_every: int = 50
-    checkpoint_every: int = 0
+    eval_every: int = option(1, domain="count")
+    log_every: int = option(50, domain="size")
+    checkpoint_every: int = option(0, domain="count")
     tensorboard: bool = False
     # BatchNorm running statistics before evaluation and probing (samlens.train.bn):
     # "recompute" = exact average over the training split, "running" = the moving averages.
-    bn_stats: str = "recompute"
+    bn_stats: str = option("recompute", choices=BN_STATS)
 
 
 @dataclass
@@ -96,9 +127,9 @@ class ProbeConfig:
     """
 
     enabled: bool = True
-    every: int = 0
+    every: int = option(0, domain="count")
     engine: str = "torch"
-    method: str = "balanced"
+    method: str = option("balanced", choices=PROBE_METHODS)
 
 
 @dataclass
@@ -110,7 +141,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    name: str = "experiment"
+    name: str = option("experiment", domain=_run_name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,184 +153,22 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    is_bool = isinstance(value, bool)
-    if tp is bool and is_bool:
-        return value
-    if tp is int and isinstance(value, int) and not is_bool:
-        return value
-    if tp is float and isinstance(value, (int, float)) and not is_bool:
-        return float(value)
-    if tp is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        where = prefix.rstrip(".") or "config"
-        raise ConfigError(f"unknown key {prefix}{unknown[0]} in {where}; valid keys: {', '.join(names)}")
-    kwargs: dict[str, Any] = {}
-    for name in names:
-        if name not in data:
-            continue
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(data[name], tp, f"{prefix}{name}")
-    return cls(**kwargs)
-
-
-def _check_values(cfg: ExperimentConfig) -> None:
-    """Range and choice checks that types alone cannot express."""
-    checks = [
-        (cfg.optim.rho >= 0, f"optim.rho must be >= 0, got {cfg.optim.rho}"),
-        (cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}"),
-        (cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}"),
-        (cfg.data.batch_size > 0, f"data.batch_size must be > 0, got {cfg.data.batch_size}"),
-        (cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}"),
-        (cfg.train.epochs > 0, f"train.epochs must be > 0, got {cfg.train.epochs}"),
-        (
-            cfg.train.steps is None or cfg.train.steps > 0,
-            f"train.steps must be > 0 or null, got {cfg.train.steps}",
-        ),
-        (cfg.train.eval_every >= 0, f"train.eval_every must be >= 0, got {cfg.train.eval_every}"),
-        (cfg.train.log_every > 0, f"train.log_every must be > 0, got {cfg.train.log_every}"),
-        (
-            cfg.train.checkpoint_every >= 0,
-            f"train.checkpoint_every must be >= 0, got {cfg.train.checkpoint_every}",
-        ),
-        (cfg.probe.every >= 0, f"probe.every must be >= 0, got {cfg.probe.every}"),
-        (
-            cfg.train.schedule in SCHEDULES,
-            f"unknown train.schedule {cfg.train.schedule!r}; valid choices: {', '.join(SCHEDULES)}",
-        ),
-        (
-            cfg.train.bn_stats in BN_STATS,
-            f"unknown train.bn_stats {cfg.train.bn_stats!r}; valid choices: {', '.join(BN_STATS)}",
-        ),
-        (
-            cfg.probe.method in PROBE_METHODS,
-            f"unknown probe.method {cfg.probe.method!r}; valid choices: {', '.join(PROBE_METHODS)}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    _check_name(cfg.name)
-
-
-def _check_name(name: str) -> None:
-    """``name`` becomes the directory ``runs/<name>-<hash>``: one plain path component."""
-    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ConfigError(
-            f"name {name!r} must be a plain name without '/', '\\' or '..' "
-            "(it names the run directory under runs/)"
-        )
-
-
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Validate a nested dict (missing keys take defaults) into an ``ExperimentConfig``."""
-    cfg = _build(ExperimentConfig, data, "")
-    _check_values(cfg)
-    return cfg
+    return build(ExperimentConfig, data)
 
 
 # ---------------------------------------------------------------------------------------
 # overrides and files
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like section.key=value")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
-
-
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {key}: {'.'.join(parts[: i + 1])} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
-    """Return a copy of ``tree`` with dotted overrides applied (not yet validated)."""
-    tree = json.loads(json.dumps(tree))
-    if not overrides:
-        return tree
-    items = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides)
-    for key, value in items:
-        _set_dotted(tree, key, value)
-    return tree
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file is a user error."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else "invalid YAML"
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping")
-    return data
-
-
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
-) -> ExperimentConfig:
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Overrides = None) -> ExperimentConfig:
     """Defaults ← YAML file at ``path`` ← dotted ``overrides``, validated.
 
     Raises ``ConfigError`` (one line, naming the valid keys or choices) on unknown keys,
-    wrong types or out-of-range values.
+    wrong types or out-of-range values; an error in the file's content names the file.
     """
-    tree = read_yaml(path) if path is not None else {}
-    return config_from_dict(apply_overrides(tree, overrides))
+    return load_dataclass(ExperimentConfig, path, overrides)
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:
@@ -319,23 +188,14 @@ def dump_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
 Scalar = str | int | float | bool | None
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Scalar]) -> None:
-    if isinstance(value, dict):
-        for key in sorted(value) if prefix.endswith("options.") else value:
-            _flatten(value[key], f"{prefix}{key}.", out)
-        return
-    key = prefix.rstrip(".")
-    if value is None or isinstance(value, (str, int, float, bool)):
-        out[key] = value
-    else:  # lists and other containers become their JSON text so every value is a scalar
-        out[key] = json.dumps(value, sort_keys=True)
-
-
 def flatten_config(cfg: ExperimentConfig) -> dict[str, Scalar]:
     """``{"optim.rho": 0.05, "data.options.n": 10, ...}``: one scalar per dotted key."""
-    out: dict[str, Scalar] = {}
-    _flatten(config_to_dict(cfg), "", out)
-    return out
+    flat = flatten(config_to_dict(cfg))
+    # lists and other containers become their JSON text so every value is a scalar
+    return {
+        key: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True)
+        for key, v in flat.items()
+    }
 
 
 def _digest(obj: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-PACKAGES = ("samlens", "torch", "torchvision", "numpy", "scikit-learn", "jsonargparse")
+PACKAGES = ("samlens", "torch", "torchvision", "numpy", "scikit-learn")
 
 
 def git_state(path: Path | None = None) -> dict[str, Any]:

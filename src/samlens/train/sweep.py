@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from samlens.errors import ConfigError
+from samlens.train.schema import flatten, read_yaml_file
 
 #: Run states reported by ``sweep status``, in display order.
 STATES = ("done", "running", "failed", "pending")
@@ -75,17 +74,6 @@ class PointStatus:
     reason: str = ""
 
 
-def _flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten_mapping(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
 def _where(path: Path | None) -> str:
     return f"{path}: " if path is not None else ""
 
@@ -108,7 +96,7 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{_where(path)}a grid spec must be a YAML mapping with 'base' and 'grid'")
     fields = ("base", "grid", "exclude", "out", "imports")
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         raise ConfigError(f"{_where(path)}unknown grid spec field(s) {unknown}; valid: {', '.join(fields)}")
     if "grid" not in data:
@@ -118,14 +106,18 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
     base_path: Path | None = None
     base_overrides: dict[str, Any] = {}
     if isinstance(base, str):
-        candidate = Path(base).expanduser()
-        if not candidate.is_absolute() and path is not None and (path.parent / candidate).exists():
-            candidate = path.parent / candidate
-        if not candidate.is_file():
+        try:
+            candidate = Path(base).expanduser()
+            if not candidate.is_absolute() and path is not None and (path.parent / candidate).exists():
+                candidate = path.parent / candidate
+            found = candidate.is_file()
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user
+            found = False
+        if not found:
             raise ConfigError(f"{_where(path)}base config {base!r} not found")
         base_path = candidate
     elif isinstance(base, Mapping):
-        base_overrides = _flatten_mapping(base)
+        base_overrides = flatten(base, keep_empty=True)
     elif base is not None:
         raise ConfigError(f"{_where(path)}'base' must be a config file path or a mapping")
 
@@ -163,17 +155,7 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
 
 def load_grid_spec(path: str | os.PathLike[str]) -> GridSpec:
     """Read and validate a grid spec YAML file; problems raise a one-line ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid file {str(path)!r} not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    return parse_grid_spec(data, path)
+    return parse_grid_spec(read_yaml_file(path, "grid file"), Path(path))
 
 
 def _grid_assignments(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -189,7 +171,7 @@ def import_plugins(modules: tuple[str, ...] | list[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError as err:
+        except (ImportError, TypeError, ValueError) as err:  # TypeError, ValueError: not a module name
             raise ConfigError(f"cannot import module {name!r} listed in 'imports': {err}") from None
 
 

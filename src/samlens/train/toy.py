@@ -10,6 +10,8 @@ the norm of the perturbed parameters (the head for LSAM/IW/LR, all weights for S
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +34,8 @@ from samlens.models.toy import effective_coefficients
 from samlens.optim.decomposition import RHO_MODES, Decomposition
 from samlens.optim.sam import SAM
 from samlens.probe.importance import gini, phantom_importance_weights
+from samlens.train.schema import build, check_fields, option, read_yaml
+from samlens.validate import check_positive_int, check_type
 
 TOY_OPTIMIZERS = ("sgd", "sam", "lsam", "iw", "lr")
 TOY_MODELS = ("diag_linear", "two_layer_linear", "two_layer_relu")
@@ -40,53 +44,76 @@ LOSS_LEVELS = (0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1)
 
 @dataclass
 class ToyConfig:
-    """Everything that defines a toy study; the defaults are the documented setting (docs/toy.md)."""
+    """Everything that defines a toy study; the defaults are the documented setting (docs/toy.md).
 
-    model: str = "diag_linear"
-    width: int = 20
-    init_scale: float = 0.1
+    Every field is checked on construction (type, domain, choices: ``samlens.train.config``).
+    """
+
+    model: str = option("diag_linear", choices=TOY_MODELS)
+    width: int = option(20, domain="size")
+    init_scale: float = option(0.1, domain="positive")
     data: ToyData = field(
         default_factory=lambda: ToyData(
             sigma_easy=0.2, mu_hard=0.5, sigma_hard=0.2, noise_dims=5, easy_spread=0.5
         )
     )
-    n_train: int = 256
-    batch_size: int = 16
-    steps: int = 600
-    lr: float = 0.2
-    momentum: float = 0.0
-    rho: float = 0.4
-    sam_rho: float | None = 0.1
-    rho_mode: str = "absolute"
-    eval_every: int = 50
-    n_probe: int = 1000
-    optimizers: tuple[str, ...] = TOY_OPTIMIZERS
+    n_train: int = option(256, domain="size")
+    batch_size: int = option(16, domain="size")
+    steps: int = option(600, domain="size")
+    lr: float = option(0.2, domain="lr")
+    momentum: float = option(0.0, domain="momentum")
+    rho: float = option(0.4, domain="rho")
+    sam_rho: float | None = option(0.1, domain="rho")
+    rho_mode: str = option("absolute", choices=RHO_MODES)
+    eval_every: int = option(50, domain="size")
+    n_probe: int = option(1000, domain="size")
+    optimizers: tuple[str, ...] = option(TOY_OPTIMIZERS, choices=TOY_OPTIMIZERS)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     def __post_init__(self) -> None:
-        if self.model not in TOY_MODELS:
-            raise ConfigError(f"unknown toy model {self.model!r}; valid choices: {', '.join(TOY_MODELS)}")
-        bad = [o for o in self.optimizers if o not in TOY_OPTIMIZERS]
-        if bad or not self.optimizers:
-            raise ConfigError(
-                f"toy optimizers must be among {', '.join(TOY_OPTIMIZERS)}; got {bad or 'none'}"
-            )
-        if self.rho_mode not in RHO_MODES:
-            raise ConfigError(f"unknown rho_mode {self.rho_mode!r}; valid choices: {', '.join(RHO_MODES)}")
-        for name in ("n_train", "batch_size", "steps", "eval_every", "n_probe"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_fields(self)
+        if not self.optimizers or not self.seeds:
+            raise ConfigError(f"a toy study needs at least one optimizer and one seed, got {self.to_dict()}")
         if self.batch_size > self.n_train:
             raise ConfigError(f"batch_size {self.batch_size} exceeds n_train {self.n_train}")
-        if self.lr <= 0 or self.rho < 0 or (self.sam_rho is not None and self.sam_rho < 0):
-            raise ConfigError("lr must be > 0 and rho >= 0")
-        if not self.seeds:
-            raise ConfigError("at least one seed is needed")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["optimizers"], d["seeds"] = list(self.optimizers), list(self.seeds)
         return d
+
+
+#: ``samlens toy`` options that say how a study is run, not what it is: checked, not part of ToyConfig.
+TOY_RUN_OPTIONS = {"no_figures": bool, "threads": int, "out": str}
+
+
+def toy_config_from_options(options: Mapping[str, Any]) -> ToyConfig:
+    """The ToyConfig of ``samlens toy`` options by name (underscores for dashes): ``seeds`` is a count,
+    ``q`` and ``easy_spread`` set the data, ``optimizers`` is a list or a comma-separated string."""
+    tree = dict(options)
+    for key, tp in TOY_RUN_OPTIONS.items():
+        if key in tree:
+            check_type(key, tree.pop(key), tp)
+    data = {key: tree.pop(key) for key in ("q", "easy_spread") if key in tree}
+    if data:
+        tree["data"] = {**asdict(ToyConfig().data), **data}
+    if "seeds" in tree:
+        tree["seeds"] = list(range(check_positive_int("seeds", tree["seeds"])))
+    if isinstance(tree.get("optimizers"), str):
+        tree["optimizers"] = [o.strip() for o in tree["optimizers"].split(",") if o.strip()]
+    return build(ToyConfig, tree)
+
+
+def load_toy_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> ToyConfig:
+    """The ``toy`` mapping of a YAML file (``samlens toy`` options, as in configs/paper/toy.yaml),
+    ``overrides`` on top; anything malformed is a one-line ``ConfigError`` naming the file."""
+    options = read_yaml(path, "toy config").get("toy")
+    if not isinstance(options, dict):
+        raise ConfigError(f"toy config {str(path)!r}: expected a 'toy' mapping of `samlens toy` options")
+    try:
+        return toy_config_from_options({**options, **(overrides or {})})
+    except ConfigError as err:
+        raise ConfigError(f"toy config {str(path)!r}: {err}") from None
 
 
 def _build_model(cfg: ToyConfig) -> nn.Module:
