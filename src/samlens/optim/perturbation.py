@@ -148,6 +148,12 @@ class Perturbation:
         return olds
 
     @torch.no_grad()
+    def assign(self, params: list[Tensor], values: Sequence[Tensor]) -> None:
+        """Save ``params``, then set them to ``values`` (e.g. a phantom head computed out of place)."""
+        self.save(params)
+        torch._foreach_copy_(params, list(values))
+
+    @torch.no_grad()
     def apply(
         self,
         params: list[Tensor],

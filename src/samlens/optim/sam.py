@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers
+from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers, snapshot
 from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, widen
 from samlens.optim.perturbation import Perturbation, ascent_directions, inverse_norm
 from samlens.optim.rng import RNGState
@@ -319,8 +319,7 @@ class SAM(WrappedOptimizer):
     def _bn_snapshot(self) -> BufferSnapshot | None:
         if self.model is None or self.bn_policy == "both":
             return None
-        buffers = running_buffers(self.model)
-        return BufferSnapshot(buffers) if buffers else None
+        return snapshot(self.model)
 
     def _before_clean_pass(self) -> None:
         if self.bn_policy in ("perturbed", "frozen"):
