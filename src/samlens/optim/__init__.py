@@ -1,15 +1,14 @@
 """Optimizers: a correct SAM family and the paper's mechanism variants.
 
 ``SAM`` wraps any torch optimizer; ``build_optimizer(name, model, **options)`` builds any
-registered optimizer by name (see ``list_optimizers()``).
+registered optimizer by name (see ``list_optimizers()``); ``samlens.optim.perturbation`` holds the
+math they share.
 """
 
-# Imported for their registrations: the mechanism variants and per-example SAM.
-from samlens.optim import decomposition as _decomposition  # noqa: E402, F401
-from samlens.optim import per_example as _per_example  # noqa: E402, F401
 from samlens.optim.distributed import ddp_sam_step, examples_per_perturbation
-from samlens.optim.registry import OPTIMIZERS, build_base, build_optimizer, list_optimizers
+from samlens.optim.registry import OPTIMIZERS, build_optimizer, list_optimizers, perturbs
 from samlens.optim.sam import SAM
+from samlens.optim.wrapper import build_base
 
 __all__ = [
     "OPTIMIZERS",
@@ -19,4 +18,5 @@ __all__ = [
     "build_base",
     "build_optimizer",
     "list_optimizers",
+    "perturbs",
 ]

@@ -14,6 +14,7 @@ third-party layers alike:
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 BN_POLICIES = ("clean", "perturbed", "both", "frozen")
@@ -38,6 +39,13 @@ class BufferSnapshot:
         self._buffers = buffers
         self._saved = [b.detach().clone() for b in buffers]
 
+    @torch.no_grad()
     def restore(self) -> None:
         for buf, saved in zip(self._buffers, self._saved):
             buf.copy_(saved)
+
+
+def snapshot(model: nn.Module) -> BufferSnapshot | None:
+    """A snapshot of ``model``'s running buffers, or None when it has none."""
+    buffers = running_buffers(model)
+    return BufferSnapshot(buffers) if buffers else None

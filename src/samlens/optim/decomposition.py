@@ -36,7 +36,6 @@ falls back to a full second pass.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -44,12 +43,12 @@ import torch
 from torch import Tensor, nn
 
 from samlens.errors import ConfigError
-from samlens.optim.registry import OPTIMIZERS, build_base
+from samlens.optim.batchnorm import snapshot
+from samlens.optim.perturbation import RHO_MODES, Perturbation, phantom, shadow
 from samlens.optim.wrapper import WrappedOptimizer
+from samlens.validate import check_rho
 
 VARIANTS = ("sgd", "iw", "lr", "lsam")
-RHO_MODES = ("absolute", "relative")
-_NORM_EPS = 1e-12
 Closure = Callable[[], Tensor]
 
 
@@ -80,28 +79,6 @@ class _SplitHead(torch.autograd.Function):
         grad_w = grad_out.T @ phi if ctx.needs_input_grad[1] else None
         grad_b = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_phi, grad_w, grad_b, None, None, None
-
-
-def _running_buffers(model: nn.Module) -> list[Tensor]:
-    return [
-        b
-        for name, b in model.named_buffers()
-        if name.rsplit(".", 1)[-1].startswith(("running_", "num_batches"))
-    ]
-
-
-@contextlib.contextmanager
-def _shadow(obj: nn.Module, name: str, value: Callable[..., Any]) -> Any:
-    """Shadow a method with an instance attribute for the duration of the block."""
-    saved = vars(obj).get(name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        if saved is None:
-            delattr(obj, name)
-        else:
-            setattr(obj, name, saved)
 
 
 class Decomposition(WrappedOptimizer):
@@ -137,8 +114,7 @@ class Decomposition(WrappedOptimizer):
             raise ConfigError(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
         if rho_mode not in RHO_MODES:
             raise ConfigError(f"unknown rho_mode {rho_mode!r}; valid choices: {', '.join(RHO_MODES)}")
-        if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 0):
-            raise ConfigError(f"rho must be a finite number >= 0, got {rho!r}")
+        rho = check_rho(rho)
         if not isinstance(single_pass, bool):
             raise ConfigError(f"single_pass must be true or false, got {single_pass!r}")
         head = getattr(model, "head", None)
@@ -157,24 +133,9 @@ class Decomposition(WrappedOptimizer):
     @torch.no_grad()
     def phantom_head(self) -> tuple[Tensor, Tensor | None]:
         """(W̃, b̃) from the head gradients currently in ``.grad`` (zero gradient → W̃ = W)."""
-        w, b = self.head.weight, self.head.bias
-        # At least fp32 (one rounding for bf16/fp16 heads), and never narrower than the head itself.
-        dtype = torch.promote_types(w.dtype, torch.float32)
-        gw = w.grad if w.grad is not None else torch.zeros_like(w)
-        grads = [gw.to(dtype)]
-        if b is not None:
-            grads.append((b.grad if b.grad is not None else torch.zeros_like(b)).to(dtype))
-        norm = torch.sqrt(sum((g * g).sum() for g in grads))
-        radius = torch.tensor(self.rho, device=w.device, dtype=dtype)
-        if self.rho_mode == "relative":
-            size = w.detach().to(dtype).pow(2).sum()
-            if b is not None:
-                size = size + b.detach().to(dtype).pow(2).sum()
-            radius = radius * size.sqrt()
-        scale = radius / (norm + _NORM_EPS)
-        w_t = (w.detach().to(dtype) + scale * grads[0]).to(w.dtype)
-        b_t = (b.detach().to(dtype) + scale * grads[1]).to(b.dtype) if b is not None else None
-        return w_t, b_t
+        params = [t for t in (self.head.weight, self.head.bias) if t is not None]
+        out = phantom(params, [t.grad for t in params], self.rho, self.rho_mode)
+        return out[0], out[1] if len(out) > 1 else None
 
     def _split_weights(self, w_t: Tensor, b_t: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """(forward weight, forward bias, weight backpropagated to Φ) of the variant's update pass."""
@@ -249,8 +210,8 @@ class Decomposition(WrappedOptimizer):
         reusable = callable(features) and "features" not in vars(model)
         with contextlib.ExitStack() as stack:
             if reusable:
-                stack.enter_context(_shadow(model, "features", clean_features))
-            stack.enter_context(_shadow(head, "forward", clean_head))
+                stack.enter_context(shadow(model, "features", clean_features))
+            stack.enter_context(shadow(head, "forward", clean_head))
             if ascent_context is not None:
                 stack.enter_context(ascent_context)
             loss = closure()
@@ -279,7 +240,7 @@ class Decomposition(WrappedOptimizer):
                 )
             return split_forward(x)
 
-        with _shadow(model, "features", cached_features), _shadow(head, "forward", update_head):
+        with shadow(model, "features", cached_features), shadow(head, "forward", update_head):
             closure()
         if calls != ["features", "head"]:
             raise RuntimeError(
@@ -290,30 +251,22 @@ class Decomposition(WrappedOptimizer):
 
     def _second_pass(self, closure: Closure, w_t: Tensor, b_t: Tensor | None) -> None:
         """The update gradient from a full second call of the closure (running statistics restored)."""
-        buffers = _running_buffers(self.model)
-        saved_buffers = [b.detach().clone() for b in buffers]
+        buffers = snapshot(self.model)
         try:
             if self.variant == "lsam":
-                saved_w = self.head.weight.detach().clone()
-                saved_b = self.head.bias.detach().clone() if b_t is not None else None
-                with torch.no_grad():
-                    self.head.weight.copy_(w_t)
-                    if b_t is not None:
-                        self.head.bias.copy_(b_t)
+                head = [t for t in (self.head.weight, self.head.bias) if t is not None]
+                saved = Perturbation()
+                saved.assign(head, [w_t] if b_t is None else [w_t, b_t])
                 try:
                     closure()
                 finally:  # restore exactly (copy_, never subtraction or rebinding .data)
-                    with torch.no_grad():
-                        self.head.weight.copy_(saved_w)
-                        if saved_b is not None:
-                            self.head.bias.copy_(saved_b)
+                    saved.restore()
             else:
-                with _shadow(self.head, "forward", self._split_forward(w_t, b_t)):
+                with shadow(self.head, "forward", self._split_forward(w_t, b_t)):
                     closure()
         finally:
-            with torch.no_grad():
-                for buf, old in zip(buffers, saved_buffers):
-                    buf.copy_(old)
+            if buffers is not None:
+                buffers.restore()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         # "lsam" used to be built as SAM on the head, whose checkpoints nest the base state.
@@ -321,24 +274,3 @@ class Decomposition(WrappedOptimizer):
             state_dict = state_dict["base"]
         super().load_state_dict(state_dict)
 
-
-def _factory(variant: str) -> Callable[..., Decomposition]:
-    def factory(
-        model: nn.Module,
-        rho: float = 0.05,
-        rho_mode: str = "absolute",
-        base: str = "sgd",
-        single_pass: bool = True,
-        **base_options: Any,
-    ) -> Decomposition:
-        base_opt = build_base(model.parameters(), base, **base_options)
-        return Decomposition(model, base_opt, variant, rho, rho_mode, single_pass)
-
-    factory.__doc__ = f"Decomposition variant {variant!r} (see samlens.optim.decomposition)."
-    return factory
-
-
-for _variant in ("iw", "lr"):
-    OPTIMIZERS.register(_variant)(_factory(_variant))
-# LSAM through the same code path, so the four rows of the table differ in nothing else.
-OPTIMIZERS.register("lsam_decomposed")(_factory("lsam"))

@@ -19,7 +19,7 @@ BatchNorm couples the examples of a batch, so m-SAM is not defined for it: a cle
 
 from __future__ import annotations
 
-import math
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +29,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from samlens.errors import ConfigError
-from samlens.optim.registry import OPTIMIZERS, build_base
+from samlens.optim.perturbation import ascent_scale, shadow
 from samlens.optim.wrapper import WrappedOptimizer
+from samlens.validate import check_positive_int, check_rho
 
 MODES = ("auto", "ghost", "vmap")
-_NORM_EPS = 1e-12
 Closure = Callable[[], Tensor]
 
 
@@ -65,10 +65,7 @@ class MicroBatchSAM(WrappedOptimizer):
         rho: float = 0.05,
         mode: str = "auto",
     ) -> None:
-        if not isinstance(m, int) or m < 1:
-            raise ConfigError(f"m must be an integer >= 1, got {m!r}")
-        if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 0):
-            raise ConfigError(f"rho must be a finite number >= 0, got {rho!r}")
+        m, rho = check_positive_int("m", m), check_rho(rho)
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
         bn = [n for n, mod in model.named_modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
@@ -144,7 +141,7 @@ class MicroBatchSAM(WrappedOptimizer):
             if bias_on:
                 norm_sq = norm_sq + gram_d.sum((1, 2)).to(acc)
             grams[mod] = (a_k, d_k, weight_on, bias_on)
-        coef = self.rho / (norm_sq.sqrt() + _NORM_EPS)  # [k]
+        coef = ascent_scale(norm_sq.sqrt(), self.rho)  # [k]
 
         def perturbed_forward(mod: nn.Linear) -> Callable[[Tensor], Tensor]:
             a_k, d_k, weight_on, bias_on = grams[mod]
@@ -162,14 +159,10 @@ class MicroBatchSAM(WrappedOptimizer):
 
             return forward
 
-        for mod in used:
-            mod.forward = perturbed_forward(mod)  # instance attribute shadows the class method
-        try:
-            with torch.enable_grad():
-                closure()
-        finally:
+        with contextlib.ExitStack() as stack, torch.enable_grad():
             for mod in used:
-                del mod.forward
+                stack.enter_context(shadow(mod, "forward", perturbed_forward(mod)))
+            closure()
         return loss
 
     # ------------------------------------------------------------------ vmap engine (any layer)
@@ -210,12 +203,8 @@ class MicroBatchSAM(WrappedOptimizer):
                 )
             return copies
 
-        model.forward = batched_forward(clean_params)
-        try:
-            with torch.enable_grad():
-                loss = closure()
-        finally:
-            del model.forward
+        with shadow(model, "forward", batched_forward(clean_params)), torch.enable_grad():
+            loss = closure()
         with torch.no_grad():
             k = next(iter(copies.values())).shape[0]
             n = k * self.m
@@ -225,7 +214,7 @@ class MicroBatchSAM(WrappedOptimizer):
             }
             acc = torch.promote_types(loss.dtype, torch.float32)
             norm_sq = sum(g.to(acc).pow(2).flatten(1).sum(1) for g in grads.values())
-            coef = self.rho / (norm_sq.sqrt() + _NORM_EPS)
+            coef = ascent_scale(norm_sq.sqrt(), self.rho)
             eps = {
                 n_: (coef.view(-1, *([1] * (g.ndim - 1))) * g.to(acc)).to(g.dtype) for n_, g in grads.items()
             }
@@ -235,23 +224,7 @@ class MicroBatchSAM(WrappedOptimizer):
                 raise ConfigError("the batch changed between the clean and the perturbed pass")
             return {n_: params[n_].unsqueeze(0) + eps[n_] for n_ in names}
 
-        model.forward = batched_forward(perturbed_params)
-        try:
-            with torch.enable_grad():
-                closure()
-        finally:
-            del model.forward
+        with shadow(model, "forward", batched_forward(perturbed_params)), torch.enable_grad():
+            closure()
         return loss
 
-
-@OPTIMIZERS.register("msam")
-def msam(
-    model: nn.Module,
-    m: int = 1,
-    rho: float = 0.05,
-    mode: str = "auto",
-    base: str = "sgd",
-    **base_options: Any,
-):
-    """m-SAM with micro-batches of ``m`` examples (``m=1``: exact 1-SAM)."""
-    return MicroBatchSAM(model, build_base(model.parameters(), base, **base_options), m=m, rho=rho, mode=mode)

@@ -1,151 +1,112 @@
-"""Optimizers by name.
+"""Optimizers by name: one table, name → class + the options that name fixes.
 
-Every registered factory has the signature ``factory(model, **options) -> optimizer`` and
-returns an object that is stepped as ``opt.step(closure)`` (closure = zero_grad + forward +
-backward, returning the loss). That single protocol lets the training loop treat SGD, SAM
-and the mechanism variants identically.
+Every optimizer built here is stepped as ``opt.step(closure)`` (closure = zero_grad + forward +
+backward, returning the loss), so the training loop treats SGD, SAM and the mechanism variants
+identically. The optimizer classes never import this module: a new variant is one class in its own
+file and one line in ``_TABLE``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from samlens.errors import ConfigError
+from samlens.optim.decomposition import Decomposition
+from samlens.optim.per_example import MicroBatchSAM
+from samlens.optim.sam import SAM
+from samlens.optim.wrapper import BASE_OPTIMIZERS, build_base
 from samlens.registry import Registry
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
-BASE_OPTIMIZERS = ("sgd", "adam", "adamw")
+_BASE_KEYS = ("lr", "momentum", "weight_decay", "betas", "nesterov")
 
 
-def build_base(
-    params: Iterable[Any],
-    base: str = "sgd",
-    *,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    betas: tuple[float, float] = (0.9, 0.999),
-    nesterov: bool = False,
-) -> torch.optim.Optimizer:
-    """The descent optimizer that SAM-type optimizers wrap (weight decay lives here)."""
-    if lr <= 0:
-        raise ConfigError(f"lr must be > 0, got {lr}")
-    if weight_decay < 0:
-        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
-    if base == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    if base == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    if base == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    raise ConfigError(f"unknown base optimizer {base!r}; valid choices: {', '.join(BASE_OPTIMIZERS)}")
+@dataclass(frozen=True)
+class OptimInfo:
+    """``cls`` is built as ``cls(base_optimizer=..., model=..., **fixed, **options)``; None: the base
+    optimizer named ``fixed["base"]`` itself, which takes no perturbation options."""
+
+    cls: type[torch.optim.Optimizer] | None
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _plain(base: str) -> OptimizerFactory:
-    def factory(model: nn.Module, **options: Any) -> torch.optim.Optimizer:
-        options.pop("base", None)
-        return build_base(model.parameters(), base, **options)
+_TABLE: dict[str, OptimInfo] = {
+    **{name: OptimInfo(None, {"base": name}) for name in BASE_OPTIMIZERS},
+    "sam": OptimInfo(SAM, {"geometry": "sam"}),
+    "asam": OptimInfo(SAM, {"geometry": "asam_official"}),
+    "asam_common": OptimInfo(SAM, {"geometry": "asam_common"}),
+    # Last-layer SAM: the single pass (default) or, with single_pass: false, SAM on the head.
+    "lsam": OptimInfo(Decomposition, {"variant": "lsam"}),
+    "iw": OptimInfo(Decomposition, {"variant": "iw"}),
+    "lr": OptimInfo(Decomposition, {"variant": "lr"}),
+    # LSAM through the decomposition's code path, so the four rows of its table differ in nothing else.
+    "lsam_decomposed": OptimInfo(Decomposition, {"variant": "lsam"}),
+    "msam": OptimInfo(MicroBatchSAM),
+}
 
-    return factory
+OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
+for _name, _info in _TABLE.items():
+    OPTIMIZERS.register(_name)(_info)
 
 
-for _name in BASE_OPTIMIZERS:
-    OPTIMIZERS.register(_name)(_plain(_name))
-
-
-def build_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.Optimizer:
-    """Build the optimizer registered as ``name`` for ``model``.
-
-    ``options`` are the factory's keyword arguments (lr, momentum, weight_decay, base, rho, ...).
-    """
-    factory = OPTIMIZERS.get(name)
-    try:
-        return factory(model, **options)
-    except TypeError as err:  # an option the factory does not take
-        raise ConfigError(f"optimizer {name!r}: {err}") from None
+def perturbs(name: str) -> bool:
+    """Whether optimizer ``name`` perturbs the weights (takes ``rho``); False for the plain ones."""
+    return OPTIMIZERS.get(name).cls is not None
 
 
 def list_optimizers() -> list[str]:
     return OPTIMIZERS.names()
 
 
-def _sam_factory(geometry: str, head_only: bool = False) -> OptimizerFactory:
-    def factory(
-        model: nn.Module,
-        *,
-        base: str = "sgd",
-        rho: float = 0.05,
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        nesterov: bool = False,
-        **sam_options: Any,
-    ) -> torch.optim.Optimizer:
-        from samlens.optim.sam import SAM
+def build_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.Optimizer:
+    """Build the optimizer registered as ``name`` for ``model``.
 
-        base_opt = build_base(
-            model.parameters(),
-            base,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            betas=betas,
-            nesterov=nesterov,
-        )
-        if head_only:
-            head = getattr(model, "head", None)
-            if not isinstance(head, nn.Module):
-                raise ConfigError("optimizer 'lsam' needs a model with a linear `head` module")
-            sam_options["params_to_perturb"] = list(head.parameters())
-        try:
-            return SAM(base_opt, rho=rho, geometry=geometry, model=model, **sam_options)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
-    return factory
+    ``options``: the base optimizer's (``base``, lr, momentum, weight_decay, betas, nesterov) and the
+    class's own (rho, interval, m, ...). An option the optimizer does not take is a ``ConfigError``.
+    """
+    info = OPTIMIZERS.get(name)
+    base = options.pop("base", "sgd")
+    base_options = {key: options.pop(key) for key in _BASE_KEYS if key in options}
+    if info.cls is None:
+        if options:
+            raise ConfigError(f"optimizer {name!r} takes no option(s) {', '.join(sorted(options))}")
+        return build_base(model.parameters(), info.fixed["base"], **base_options)
+    fixed = set(info.fixed) & set(options)
+    if fixed:
+        raise ConfigError(f"optimizer {name!r} fixes {', '.join(sorted(fixed))}; it cannot be set")
+    cls, options = info.cls, {**info.fixed, **options}
+    if name == "lsam":
+        cls, options = _lsam(model, options)
+    base_opt = build_base(model.parameters(), base, **base_options)
+    try:
+        return cls(base_optimizer=base_opt, model=model, **options)
+    except TypeError as err:  # an option the class does not take
+        raise ConfigError(f"optimizer {name!r}: {err}") from None
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
-OPTIMIZERS.register("sam")(_sam_factory("sam"))
-OPTIMIZERS.register("asam")(_sam_factory("asam_official"))
-OPTIMIZERS.register("asam_common")(_sam_factory("asam_common"))
-_lsam_two_pass = _sam_factory("sam", head_only=True)
-
-
-@OPTIMIZERS.register("lsam")
-def _lsam(
-    model: nn.Module,
-    *,
-    single_pass: bool = True,
-    rho: float = 0.05,
-    rho_mode: str = "absolute",
-    base: str = "sgd",
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    betas: tuple[float, float] = (0.9, 0.999),
-    nesterov: bool = False,
-    **sam_options: Any,
-) -> torch.optim.Optimizer:
-    """Last-layer SAM. ``single_pass=True``: one backbone forward/backward per step
-    (``samlens.optim.decomposition``); ``False``: SAM on the head's parameters, two full passes,
-    with every SAM option (interval, bn_policy, grad_scaler, ...)."""
-    base_options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, betas=betas, nesterov=nesterov)
-    if not single_pass:
-        if rho_mode != "absolute":
-            raise ConfigError("optimizer 'lsam': rho_mode needs the single-pass path (single_pass: true)")
-        return _lsam_two_pass(model, base=base, rho=rho, **base_options, **sam_options)
-    if sam_options:
-        raise ConfigError(
-            f"optimizer 'lsam': option(s) {', '.join(sorted(sam_options))} exist only on the two-pass "
-            "path (single_pass: false)"
-        )
-    from samlens.optim.decomposition import Decomposition
-
-    base_opt = build_base(model.parameters(), base, **base_options)  # type: ignore[arg-type]
-    return Decomposition(model, base_opt, "lsam", rho, rho_mode, single_pass=True)
+def _lsam(model: nn.Module, options: dict[str, Any]) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+    """LSAM's two paths: the single pass (one backbone forward/backward per step) takes only rho and
+    rho_mode; ``single_pass=False`` is SAM on the head's parameters, with every SAM option."""
+    if options.get("single_pass", True):
+        extra = set(options) - {"variant", "rho", "rho_mode", "single_pass"}
+        if extra:
+            raise ConfigError(
+                f"optimizer 'lsam': option(s) {', '.join(sorted(extra))} exist only on the two-pass "
+                "path (single_pass: false)"
+            )
+        return Decomposition, options
+    options = {k: v for k, v in options.items() if k not in ("variant", "single_pass")}
+    if options.pop("rho_mode", "absolute") != "absolute":
+        raise ConfigError("optimizer 'lsam': rho_mode needs the single-pass path (single_pass: true)")
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise ConfigError("optimizer 'lsam' needs a model with a linear `head` module")
+    return SAM, {**options, "params_to_perturb": list(head.parameters())}

@@ -32,8 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers
-from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, scaling, widen
+from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers, snapshot
+from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, widen
+from samlens.optim.perturbation import Perturbation, ascent_directions, inverse_norm
 from samlens.optim.rng import RNGState
 from samlens.optim.wrapper import WrappedOptimizer, base_state_dict
 
@@ -41,7 +42,6 @@ Closure = Callable[[], Tensor]
 ParamSelector = Iterable[Tensor] | Callable[[str, nn.Module], bool]
 NONFINITE_POLICIES = ("skip", "ignore")
 ACCUMULATION_MODES = ("per_micro_batch", "global")
-_NORM_EPS = 1e-12
 
 
 class SAM(WrappedOptimizer):
@@ -144,7 +144,7 @@ class SAM(WrappedOptimizer):
         self._ascent_skipped = torch.zeros((), dtype=torch.int64)
         self._pre_snapshot: BufferSnapshot | None = None
         self._pending_snapshot: BufferSnapshot | None = None
-        self._perturbed: list[Tensor] = []
+        self._perturbation = Perturbation(self.state)  # θ is saved in state[p]["old_p"]
         self.examples_per_perturbation: int | None = None
 
     # ------------------------------------------------------------------ shared optimizer state
@@ -229,99 +229,37 @@ class SAM(WrappedOptimizer):
         (they are zeroed next).
         """
         pairs = self._perturbable()
-        self._perturbed = []
+        self._perturbation.params = []
         if not pairs:
             return
         inv_scale = None
         if self.grad_scaler is not None and self.grad_scaler.is_enabled() and self.ascent_weight_decay:
             inv_scale = self.grad_scaler._scale.double().reciprocal()  # no sync
-
-        directions, identity, squares = [], [], []
-        for p, group in pairs:
-            g = self._ascent_gradient(p, group, inv_scale)
-            t = scaling(p, self.geometry, self.eta, self._is_weight[p])
-            if t is None:
-                if not consume_grads and g.data_ptr() == p.grad.data_ptr():
-                    g = g.clone()
-                identity.append(g)
-                directions.append(g)
-            else:
-                tg = g * t
-                squares.append(tg.pow(2).sum())
-                directions.append(tg.mul_(t))  # T²g
-        device = pairs[0][0].device
-        # One norm over every perturbed tensor, in the widest compute dtype among them (fp64 as soon
-        # as one parameter is fp64, so a huge fp64 gradient cannot overflow an fp32 square).
-        acc = torch.float64 if any(d.dtype == torch.float64 for d in directions) else torch.float32
-        norm = None
-        if identity:  # one fused norm over the identity-T tensors, no temporaries
-            per_tensor = torch._foreach_norm(identity)
-            norm = torch.linalg.vector_norm(torch.stack([n.to(device, acc) for n in per_tensor]))
-        if squares:
-            if norm is not None:
-                squares.append(norm.square())
-            norm = torch.stack([q.to(device, acc) for q in squares]).sum().sqrt()
-        # A host read is free on the CPU, where each scalar-tensor op costs as much as a small
-        # kernel: there the scale is a Python float and a non-finite norm skips the ascent outright.
-        # Elsewhere, and whenever the step must stay sync-free (nonfinite="ignore", compiling), the
-        # scale stays on the device and the directions are sanitised instead.
-        sanitise = device.type != "cpu" or self.nonfinite == "ignore" or torch.compiler.is_compiling()
-        inv_norm: float | Tensor
-        if not sanitise:
-            norm_value = norm.item()
-            if not math.isfinite(norm_value):
-                self._ascent_skipped += 1
-                return
-            inv_norm = 1.0 / (norm_value + _NORM_EPS)
-        else:
-            finite = torch.isfinite(norm)
-            self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
-            inv_norm = torch.where(finite, 1.0 / (norm + _NORM_EPS), torch.zeros_like(norm))
-        scales: dict[float, float | Tensor] = {}  # one scale per distinct rho
-        olds = []
-        for p, _ in pairs:
-            state = self.state[p]
-            old = state.get("old_p")
-            if old is None or old.shape != p.shape or old.dtype != p.dtype or old.device != p.device:
-                old = state["old_p"] = torch.empty_like(p, memory_format=torch.preserve_format)
-            olds.append(old)
         params = [p for p, _ in pairs]
-        torch._foreach_copy_(olds, params)
-        # Tensors already in their compute dtype (fp32, fp64) on the norm's device go through fused
-        # foreach kernels, bucketed by rho and dtype; everything else (other devices, low precision)
-        # takes the per-tensor path.
-        buckets: dict[tuple[float, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
-        for (p, group), d, old in zip(pairs, directions, olds):
-            rho = group["rho"]
-            if rho not in scales:
-                scales[rho] = inv_norm * rho
-            if sanitise:  # only non-finite when the scale is 0
-                torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)
-            if p.dtype == d.dtype and p.device == device:
-                bucket = buckets.setdefault((rho, d.dtype), ([], []))
-                bucket[0].append(p)
-                bucket[1].append(d)
-                continue
-            scale = scales[rho]
-            step = d * (scale.to(p.device) if isinstance(scale, Tensor) else scale)
-            if p.dtype == d.dtype:
-                p.add_(step)
-            else:  # low precision (computed in fp32): one rounding from the fp32 result, not two
-                p.copy_(old.float().add_(step))
-        for (rho, dtype), (ps, ds) in buckets.items():
-            scale = scales[rho]
-            if isinstance(scale, Tensor):
-                torch._foreach_mul_(ds, scale.to(dtype))  # the directions are scratch (or consumed grads)
-                torch._foreach_add_(ps, ds)
-            else:
-                torch._foreach_add_(ps, ds, alpha=scale)
-        self._perturbed = params
+        directions, norm = ascent_directions(
+            params,
+            [self._ascent_gradient(p, group, inv_scale) for p, group in pairs],
+            self.geometry,
+            self.eta,
+            [self._is_weight[p] for p in params],
+            consume_grads=consume_grads,
+        )
+        # On the CPU a non-finite norm skips the ascent outright. Elsewhere, and whenever the step
+        # must stay sync-free (nonfinite="ignore", compiling), the directions are sanitised instead.
+        sanitise = (
+            params[0].device.type != "cpu" or self.nonfinite == "ignore" or torch.compiler.is_compiling()
+        )
+        inv_norm, finite = inverse_norm(norm, sync=not sanitise)
+        if finite is False:
+            self._ascent_skipped += 1
+            return
+        if isinstance(finite, Tensor):
+            self._ascent_skipped += (~finite).to(self._ascent_skipped.device, torch.int64)
+        rhos = [group["rho"] for _, group in pairs]
+        self._perturbation.apply(params, directions, rhos, inv_norm, sanitise=sanitise)
 
-    @torch.no_grad()
     def _restore(self) -> None:
-        if self._perturbed:
-            torch._foreach_copy_(self._perturbed, [self.state[p]["old_p"] for p in self._perturbed])
-        self._perturbed = []
+        self._perturbation.restore()
 
     def _grads_finite(self) -> bool:
         """One host sync: whether every gradient entry is finite.
@@ -381,8 +319,7 @@ class SAM(WrappedOptimizer):
     def _bn_snapshot(self) -> BufferSnapshot | None:
         if self.model is None or self.bn_policy == "both":
             return None
-        buffers = running_buffers(self.model)
-        return BufferSnapshot(buffers) if buffers else None
+        return snapshot(self.model)
 
     def _before_clean_pass(self) -> None:
         if self.bn_policy in ("perturbed", "frozen"):

@@ -10,10 +10,42 @@ torch's layout (``state``, ``param_groups``), which tools such as
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from samlens.errors import ConfigError
+from samlens.validate import check_betas, check_lr, check_momentum, check_weight_decay
+
+BASE_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def build_base(
+    params: Iterable[Any],
+    base: str = "sgd",
+    *,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
+    """The descent optimizer that SAM-type optimizers wrap (weight decay lives here).
+
+    Every hyper-parameter is checked against its domain, including those the chosen base ignores
+    (a momentum of 1.5 is a mistake under Adam too).
+    """
+    lr, weight_decay = check_lr(lr), check_weight_decay(weight_decay)
+    momentum, betas = check_momentum(momentum), check_betas(betas)
+    if base == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    if base == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if base == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ConfigError(f"unknown base optimizer {base!r}; valid choices: {', '.join(BASE_OPTIMIZERS)}")
 
 
 class WrappedOptimizer(torch.optim.Optimizer):
