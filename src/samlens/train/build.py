@@ -7,13 +7,16 @@ dataset, model or optimizer name fails with the list of valid choices and no run
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from samlens import rundir
 from samlens.errors import ConfigError
-from samlens.train.config import ExperimentConfig, derive_seed
+from samlens.train.config import ExperimentConfig, derive_seed, load_config
 
 # Optimizers that take no perturbation radius; every other registered one gets ``rho``.
 PLAIN_OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -119,3 +122,40 @@ def optimizer_options(cfg: ExperimentConfig) -> dict[str, Any]:
 def build_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
     _, _, optim = _registries()
     return optim.build_optimizer(cfg.optim.name, model, **optimizer_options(cfg))
+
+
+# ---------------------------------------------------------------------------------------
+# a run directory back into its objects
+
+
+def read_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
+    """The resolved config a run was started with."""
+    return load_config(Path(run_dir) / rundir.CONFIG)
+
+
+def load_run(
+    run_dir: str | os.PathLike[str], *, map_location: str = "cpu"
+) -> tuple[ExperimentConfig, Any, Any]:
+    """``(cfg, model, dataset)`` of a run; the model holds the checkpoint's weights, in eval mode."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no {rundir.CONFIG})")
+    cfg = read_config(run_dir)
+    ckpt = rundir.load_checkpoint(run_dir, map_location)
+    if ckpt is None:
+        raise ConfigError(f"run {str(run_dir)!r} has no checkpoint yet")
+    dataset = build_dataset(cfg)
+    model = build_model(cfg, dataset, load_pretrained=False)
+    load_weights(model, ckpt["model"], run_dir / rundir.CHECKPOINT)
+    model.eval()
+    return cfg, model, dataset
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """``model.load_state_dict(state)``; a mismatch is a damaged or foreign checkpoint."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} does not fit the run's model: {rundir.error_line(err)}"
+        ) from None

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from samlens.errors import ConfigError
+from samlens.rundir import Scalar, atomic_write_text, flatten
 
 SCHEDULES = ("cosine", "step", "constant")
 PROBE_METHODS = ("balanced", "dfr", "transfer")
@@ -308,34 +309,16 @@ def config_to_yaml(cfg: ExperimentConfig) -> str:
 
 def dump_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     """Write ``cfg`` as YAML atomically (temp file + rename), mode ``0666 & ~umask``."""
-    from samlens.train.rundir import atomic_write_text  # rundir imports this module
-
     atomic_write_text(path, config_to_yaml(cfg))
 
 
 # ---------------------------------------------------------------------------------------
 # flattening, hashing, seeds
 
-Scalar = str | int | float | bool | None
-
-
-def _flatten(value: Any, prefix: str, out: dict[str, Scalar]) -> None:
-    if isinstance(value, dict):
-        for key in sorted(value) if prefix.endswith("options.") else value:
-            _flatten(value[key], f"{prefix}{key}.", out)
-        return
-    key = prefix.rstrip(".")
-    if value is None or isinstance(value, (str, int, float, bool)):
-        out[key] = value
-    else:  # lists and other containers become their JSON text so every value is a scalar
-        out[key] = json.dumps(value, sort_keys=True)
-
 
 def flatten_config(cfg: ExperimentConfig) -> dict[str, Scalar]:
     """``{"optim.rho": 0.05, "data.options.n": 10, ...}``: one scalar per dotted key."""
-    out: dict[str, Scalar] = {}
-    _flatten(config_to_dict(cfg), "", out)
-    return out
+    return flatten(config_to_dict(cfg))
 
 
 def _digest(obj: Any) -> str:

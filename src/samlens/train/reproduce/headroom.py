@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
+from samlens import rundir
 from samlens.report.headroom import FLOOR_MARK, HARD_ONLY_KEY
-from samlens.train import rundir
 from samlens.train.config import (
     ExperimentConfig,
     config_from_dict,

@@ -13,10 +13,10 @@ import yaml
 
 from samlens.errors import ConfigError
 from samlens.report.headroom import verdict_lines
+from samlens.rundir import read_results, run_status
 from samlens.train.config import ExperimentConfig, config_to_dict
 from samlens.train.reproduce import headroom
 from samlens.train.reproduce.catalog import Reproduction, config_path, get_reproduction
-from samlens.train.rundir import read_results, run_status
 from samlens.train.sweep import GridSpec, SweepPoint, expand, load_grid_spec, sweep_status, write_manifest
 
 
