@@ -13,8 +13,8 @@ with require("report"):
     import pandas as pd
 
 from samlens.probe.metrics import mean_se
-from samlens.report.headroom import ROLE_KEY, role_config
 from samlens.report.load import Run, scalar_metrics
+from samlens.report.roles import ROLE_KEY, role_config
 
 OPTIM_KEY = "optim.name"
 RHO_KEY = "optim.rho"
@@ -37,7 +37,7 @@ def is_seed_key(key: str) -> bool:
 def effective_config(run: Run) -> dict[str, Any]:
     """The config as far as results depend on it: inert ρ of plain optimizers blanked.
 
-    Floor and ceiling runs (``samlens.report.headroom``) get a ``reference`` key in place of
+    Floor and ceiling runs (``samlens.report.roles``) get a ``reference`` key in place of
     the keys that mark them, so they form their own groups with a readable label.
     """
     cfg = role_config(run.config)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from samlens import rundir
-from samlens.report.headroom import FLOOR_MARK, HARD_ONLY_KEY
+from samlens.report.roles import FLOOR_MARK, HARD_ONLY_KEY
 from samlens.train.config import (
     ExperimentConfig,
     config_from_dict,
