@@ -56,7 +56,6 @@ class TrainState:
 def save(
     run_dir: Path,
     state: TrainState,
-    *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
@@ -82,7 +81,6 @@ def save(
 
 def restore(
     run_dir: Path,
-    *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from samlens import rundir
+from samlens.errors import ConfigError
 from samlens.train.config import ExperimentConfig, flatten_config
 
 
@@ -50,6 +51,16 @@ def close_log(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         handler.close()
         logger.removeHandler(handler)
+
+
+def check_tensorboard() -> None:
+    """``train.tensorboard`` needs its package: say so before anything is written."""
+    try:
+        from torch.utils import tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "train.tensorboard needs the tensorboard package (pip install samlens[tensorboard])"
+        ) from None
 
 
 class EventWriter:

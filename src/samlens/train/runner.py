@@ -7,7 +7,6 @@ write ``config.yaml``, ``meta.json`` and the ``running`` marker. ``done`` is wri
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -20,12 +19,12 @@ from torch import nn
 
 from samlens import rundir
 from samlens.errors import ConfigError
-from samlens.optim.distributed import examples_per_perturbation, step_call
-from samlens.train import build, checkpoint, events
-from samlens.train.config import ExperimentConfig, config_hash, derive_seed, dump_config, flatten_config
+from samlens.optim.distributed import step_call
+from samlens.train import build, checkpoint, directory, events
+from samlens.train.config import ExperimentConfig, config_hash, derive_seed, flatten_config
 from samlens.train.distributed import DistContext, default_threads, init_distributed, pick_device
 from samlens.train.evaluate import evaluate
-from samlens.train.meta import collect_meta, device_info
+from samlens.train.meta import run_meta
 from samlens.train.probing import make_prober
 from samlens.train.reproducibility import deterministic, epoch_batches, torch_threads
 from samlens.train.schedule import build_scheduler
@@ -35,32 +34,6 @@ StepHook = Callable[[int], None]
 
 class _Diverged(Exception):
     """The training loss became non-finite."""
-
-
-# ---------------------------------------------------------------------------------------
-# directory preparation
-
-
-def _prepare_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Create ``run_dir`` (or accept an existing one for the same config) or raise ConfigError."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"cannot write run directory {str(run_dir)!r}: {err.strerror or err}") from None
-
-
-def _check_same_config(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Refuse to resume (or skip) a run directory that belongs to another config."""
-    if (run_dir / rundir.CONFIG).exists():
-        old = build.read_config(run_dir)
-        if config_hash(old) != config_hash(cfg):
-            raise ConfigError(
-                f"run directory {str(run_dir)!r} holds a different config "
-                f"(hash {config_hash(old)}, requested {config_hash(cfg)}); use another directory"
-            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,12 +65,7 @@ class _Run:
         cfg = self.cfg
         build.check_names(cfg)
         if cfg.train.tensorboard:
-            try:
-                from torch.utils import tensorboard  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "train.tensorboard needs the tensorboard package (pip install samlens[tensorboard])"
-                ) from None
+            events.check_tensorboard()
         self.dataset = build.build_dataset(cfg)
         model = build.build_model(cfg, self.dataset)
         model.to(self.device)
@@ -125,27 +93,7 @@ class _Run:
         """config.yaml, meta.json (first start only), the running marker and the log."""
         run_dir, cfg = self.run_dir, self.cfg
         if self.writes:
-            if not (run_dir / rundir.CONFIG).exists():
-                dump_config(cfg, run_dir / rundir.CONFIG)
-            if not (run_dir / rundir.META).exists():
-                perturbs = cfg.optim.name not in build.PLAIN_OPTIMIZERS
-                m = examples_per_perturbation(cfg.data.batch_size, self.ctx.world_size, optimizer=self.opt)
-                meta = collect_meta(
-                    config_hash=config_hash(cfg),
-                    device=device_info(self.device),
-                    threads=self.threads,
-                    seeds={"train.seed": cfg.train.seed, "derived": self.seed},
-                    world_size=self.ctx.world_size,
-                    ascent="per_device" if perturbs else None,
-                    examples_per_perturbation=m if perturbs else None,
-                    group_names=list(self.dataset.group_names),
-                    attribute_names=list(self.dataset.attribute_names),
-                    steps_per_epoch=self.steps_per_epoch,
-                    total_steps=self.total_steps,
-                )
-                rundir.atomic_write_text(run_dir / rundir.META, json.dumps(meta, indent=2) + "\n")
-            marker = {"pid": os.getpid(), "host": collect_meta()["host"], "started": events.now()}
-            rundir.atomic_write_text(run_dir / rundir.RUNNING, json.dumps(marker) + "\n")
+            directory.write_start(run_dir, cfg, self._meta)
         self.log = events.open_log(run_dir if self.writes else None, self.quiet or not self.writes, cfg.name)
         self.events = events.EventWriter(run_dir, flatten_config(cfg), writes=self.writes)
         if self.removed_temp:
@@ -155,15 +103,22 @@ class _Run:
         if self.writes and cfg.train.tensorboard:
             self.events.open_tensorboard()
 
-    def restore(self) -> None:
-        self.state, resumed = checkpoint.restore(
-            self.run_dir,
-            model=self.model,
-            optimizer=self.opt,
-            scheduler=self.scheduler,
+    def _meta(self) -> dict[str, Any]:
+        return run_meta(
+            self.cfg,
+            self.opt,
+            self.dataset,
             device=self.device,
-            seed=self.seed,
+            threads=self.threads,
+            world_size=self.ctx.world_size,
+            steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps,
+        )
+
+    def restore(self) -> None:
+        parts = (self.model, self.opt, self.scheduler)
+        self.state, resumed = checkpoint.restore(
+            self.run_dir, *parts, self.device, self.seed, self.total_steps
         )
         if resumed:
             s = self.state
@@ -172,12 +127,7 @@ class _Run:
     def save(self) -> None:
         if self.writes:
             checkpoint.save(
-                self.run_dir,
-                self.state,
-                model=self.model,
-                optimizer=self.opt,
-                scheduler=self.scheduler,
-                config_hash=config_hash(self.cfg),
+                self.run_dir, self.state, self.model, self.opt, self.scheduler, config_hash(self.cfg)
             )
 
     def emit(self, event: str, metrics: dict[str, Any], *, dedupe: bool = True) -> None:
@@ -311,14 +261,6 @@ class _Run:
         self.log.info("final: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k))
 
 
-def _skip_message(run_dir: Path) -> str | None:
-    if rundir.is_done(run_dir):
-        return f"{run_dir}: already done"
-    if rundir.is_failed(run_dir):
-        return f"{run_dir}: failed earlier; remove {run_dir / rundir.FAILED} to retry"
-    return None
-
-
 def run_experiment(
     cfg: ExperimentConfig,
     run_dir: str | os.PathLike[str],
@@ -336,8 +278,8 @@ def run_experiment(
     an exclusive lock on the run directory: a second process on it raises ``RunBusy``.
     """
     run_dir = Path(run_dir)
-    _check_same_config(run_dir, cfg)
-    skip = _skip_message(run_dir)
+    directory.check_same_config(run_dir, cfg)
+    skip = directory.skip_message(run_dir)
     if skip is not None:
         if not quiet:
             print(skip, file=sys.stderr)
@@ -350,22 +292,12 @@ def run_experiment(
     lock = rundir.RunLock(run_dir)
     with torch_threads(threads), deterministic(cfg.train.deterministic):
         run.build()
-        # 0: train; 1: another process holds the lock; 2: it finished the run meanwhile.
-        verdict = 0
-        if ctx.is_main:
-            _prepare_dir(run_dir, cfg)
-            try:
-                lock.acquire()
-            except rundir.RunBusy:
-                verdict = 1
-            if verdict == 0 and _skip_message(run_dir) is not None:
-                verdict = 2
-        verdict = ctx.agree(verdict, run.device)
+        verdict = directory.claim(run_dir, lock, ctx, run.device)
         try:
             if verdict == 1 and ctx.is_main:
                 lock.acquire()  # raises RunBusy again, with the holder's pid
             if verdict:
-                skip = _skip_message(run_dir)
+                skip = directory.skip_message(run_dir)
                 if skip is not None and not quiet and ctx.is_main:
                     print(skip, file=sys.stderr)
                 return run_dir
@@ -387,7 +319,7 @@ def _train(run: _Run, run_dir: Path) -> Path:
         run.log.error(f"run failed: {reason}")
         run.emit("failed", {"reason": reason}, dedupe=False)
         if run.writes:
-            rundir.atomic_write_text(run_dir / rundir.FAILED, reason + "\n")
+            directory.write_failed(run_dir, reason)
         return run_dir
     finally:
         if run.writes:
@@ -395,11 +327,5 @@ def _train(run: _Run, run_dir: Path) -> Path:
         run.events.close()
         events.close_log(run.log)
     if run.writes:
-        if not rundir.has_final(run_dir, run.state.step):
-            # ``done`` promises a readable final record; without one, rerunning writes it again.
-            raise rundir.ResultsUnreadable(
-                f"{run_dir / rundir.RESULTS}: the final record does not read back; "
-                "run the same command again to rewrite it"
-            )
-        rundir.atomic_write_text(run_dir / rundir.DONE, events.now() + "\n")
+        directory.write_done(run_dir, run.state.step)
     return run_dir
