@@ -69,21 +69,6 @@ def _check_device(key: str, device: str) -> None:
         raise ConfigError(f"{key}: device {device!r} is not available on this machine")
 
 
-def examples_per_perturbation(cfg: ExperimentConfig, optimizer: Any) -> int | None:
-    """How many examples one ascent perturbation is computed from, on one device.
-
-    None for optimizers that do not perturb; m-SAM's micro-batch size ``m``; otherwise the
-    batch, which under DDP with per-device ascent is the per-device batch (``data.batch_size``).
-    """
-    from samlens.optim.per_example import MicroBatchSAM
-
-    if cfg.optim.name in PLAIN_OPTIMIZERS:
-        return None
-    if isinstance(optimizer, MicroBatchSAM):
-        return int(optimizer.m)
-    return cfg.data.batch_size
-
-
 def build_dataset(cfg: ExperimentConfig) -> Any:
     """The run's ``SpuriousDataset``, built from the derived seed."""
     data, _, _ = _registries()
