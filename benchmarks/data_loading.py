@@ -29,7 +29,7 @@ from PIL import Image
 from samlens.data import get_dataset
 from samlens.data.loading import BatchLoader
 from samlens.train.distributed import DistContext
-from samlens.train.runner import epoch_batches
+from samlens.train.reproducibility import epoch_batches
 
 
 def write_waterbirds(root: Path, n: int, seed: int = 0) -> None:

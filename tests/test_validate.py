@@ -39,8 +39,10 @@ def test_values_outside_the_domain_name_option_value_and_domain(check, bad, doma
     assert domain in message and repr(bad) in message
 
 
-@pytest.mark.parametrize("check, good", [(check_rho, 0.0), (check_lr, 1e-9), (check_momentum, 0.0),
-                                         (check_momentum, 0.999), (check_eps, 1e-12)])
+@pytest.mark.parametrize(
+    "check, good",
+    [(check_rho, 0.0), (check_lr, 1e-9), (check_momentum, 0.0), (check_momentum, 0.999), (check_eps, 1e-12)],
+)
 def test_values_inside_the_domain_are_returned_as_float(check, good):
     assert check(good) == good and isinstance(check(good), float)
 

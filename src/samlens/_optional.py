@@ -52,6 +52,5 @@ def missing_message(module: str, extra: str) -> str:
     top = module.split(".", 1)[0]
     package = _PIP_NAMES.get(top, top)
     return (
-        f"{package} is not installed; it comes with samlens's {extra!r} extra: "
-        f"pip install 'samlens[{extra}]'"
+        f"{package} is not installed; it comes with samlens's {extra!r} extra: pip install 'samlens[{extra}]'"
     )

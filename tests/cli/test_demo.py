@@ -4,8 +4,8 @@ import yaml
 from samlens.cli.demo import DEFAULTS, DEMO_CONFIG, demo_configs, summarize
 from samlens.cli.main import main
 from samlens.report.verdict import Estimate, binomial_se, estimate, judge
+from samlens.rundir import read_results, run_status
 from samlens.train.config import derive_seed, flatten_config
-from samlens.train.rundir import read_results, run_status
 
 
 def test_demo_configs_are_paired_and_the_ceiling_differs_only_in_the_data():

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from samlens.cli.main import main
+from samlens.rundir import read_results
 from samlens.train.config import config_to_dict, load_config
-from samlens.train.rundir import read_results
 
 TRAIN_TESTS = Path(__file__).resolve().parents[1] / "train"
 sys.path.insert(0, str(TRAIN_TESTS))

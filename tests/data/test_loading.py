@@ -9,7 +9,7 @@ from PIL import Image
 from samlens.data import get_dataset
 from samlens.data.loading import BatchLoader, batch_seed
 from samlens.train.distributed import DistContext
-from samlens.train.runner import epoch_batches
+from samlens.train.reproducibility import epoch_batches
 
 SINGLE = DistContext()
 
@@ -95,8 +95,8 @@ def test_persistent_workers_serve_several_epochs(waterbirds_root):
 
 @pytest.mark.slow
 def test_runs_with_0_and_2_workers_train_identical_weights(waterbirds_root, tmp_path):
+    from samlens.rundir import load_checkpoint
     from samlens.train.config import derive_seed, load_config
-    from samlens.train.rundir import load_checkpoint
     from samlens.train.runner import run_experiment
 
     def cfg(workers):

@@ -201,8 +201,13 @@ def test_plain_trainer_cannot_step_sam(tmp_path):
     model = tiny_bert()
     sam = SAM(torch.optim.SGD(model.parameters(), lr=0.1), rho=0.05)
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, report_to="none",
-        save_strategy="no", use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=token_data(), optimizers=(sam, None))
     with pytest.raises(ValueError, match="needs a closure"):

@@ -122,8 +122,14 @@ def test_sklearn_engine_fits_l1_with_exact_zeros():
 
 @pytest.mark.parametrize(
     ("version", "kwargs"),
-    [("1.3.2", {"penalty": "l1"}), ("1.7.2", {"penalty": "l1"}), ("1.8.0", {"l1_ratio": 1.0}),
-     ("1.9.1", {"l1_ratio": 1.0}), ("1.10.0rc1", {"l1_ratio": 1.0}), ("2.0", {"l1_ratio": 1.0})],
+    [
+        ("1.3.2", {"penalty": "l1"}),
+        ("1.7.2", {"penalty": "l1"}),
+        ("1.8.0", {"l1_ratio": 1.0}),
+        ("1.9.1", {"l1_ratio": 1.0}),
+        ("1.10.0rc1", {"l1_ratio": 1.0}),
+        ("2.0", {"l1_ratio": 1.0}),
+    ],
 )
 def test_l1_penalty_spelling_per_sklearn_version(version, kwargs):
     # Before 1.8, l1_ratio without penalty="elasticnet" is ignored (an L2 fit).

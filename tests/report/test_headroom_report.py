@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from samlens.report import write_report
-from samlens.report.headroom import CEILING, FLOOR, role
+from samlens.report.roles import CEILING, FLOOR, role
 from samlens.train.config import config_hash, dump_config, flatten_config, load_config
 
 # probe_acc_label per (kind, seed); kind = floor / ceiling / sgd / sam

@@ -5,9 +5,9 @@ import pytest
 import torch
 import yaml
 
+from samlens import rundir
 from samlens.errors import ConfigError
 from samlens.probe.importance import gini, importance_weights
-from samlens.train import rundir
 from samlens.train.build import build_dataset, build_model, build_optimizer
 from samlens.train.config import load_config
 from samlens.train.reproduce import REPRODUCTIONS, get_reproduction, plan

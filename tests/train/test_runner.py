@@ -10,10 +10,12 @@ import pytest
 import torch
 from train_tiny_data import NAME
 
+from samlens import rundir
 from samlens.errors import ConfigError
-from samlens.train import rundir, runner
+from samlens.rundir import CHECKPOINT, load_checkpoint, read_results, run_status
+from samlens.train import runner
+from samlens.train.build import load_run
 from samlens.train.config import config_to_dict, flatten_config, load_config
-from samlens.train.rundir import CHECKPOINT, load_checkpoint, load_run, read_results, run_status
 from samlens.train.runner import run_experiment
 
 HERE = Path(__file__).resolve().parent

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from samlens import rundir
 from samlens.cli.main import main
 from samlens.report import write_report
-from samlens.train import launchers, rundir, sweep
-from samlens.train.rundir import read_results
+from samlens.rundir import read_results
+from samlens.train import launchers, sweep
 from samlens.train.sweep import expand, load_grid_spec, sweep_status
 
 HERE = Path(__file__).resolve().parent

@@ -59,7 +59,8 @@ def _list() -> int:
 
 def _describe(args: argparse.Namespace) -> int:
     from samlens.data import get_dataset
-    from samlens.data.inspect import example_grid, summary_text, write_atomic
+    from samlens.data.inspect import example_grid, summary_text
+    from samlens.rundir import atomic_save, atomic_write_text
 
     ds = get_dataset(args.name, root=args.root, seed=args.seed, **parse_options(args.option))
     if args.split not in ds.splits:
@@ -79,8 +80,9 @@ def _describe(args: argparse.Namespace) -> int:
         example_grid(ds, Path(scratch) / "examples.png", split=args.split, per_group=args.per_group)
         png = (Path(scratch) / "examples.png").read_bytes()
     print(text, end="")
-    write_atomic(out / "summary.txt", lambda tmp: Path(tmp).write_text(text))
-    write_atomic(out / "examples.png", lambda tmp: Path(tmp).write_bytes(png))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "summary.txt", text)
+    atomic_save(out / "examples.png", lambda fh: fh.write(png))
     print(f"wrote {out / 'summary.txt'} and {out / 'examples.png'}")
     return 0
 

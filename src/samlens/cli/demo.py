@@ -113,8 +113,8 @@ def summarize(finals: dict[str, list[dict[str, float]]], cfgs: dict[str, Any]) -
 
 def run(args: argparse.Namespace) -> int:
     from samlens.errors import ConfigError
+    from samlens.rundir import read_results, run_status
     from samlens.train.reproduce.headroom import write_floor
-    from samlens.train.rundir import read_results, run_status
     from samlens.train.runner import run_experiment
 
     if args.seeds < 1:
@@ -159,7 +159,7 @@ def _write_report(out: Path, table: str, sentence: str) -> Path:
         write_report = None
     if write_report is not None:
         return Path(write_report(out / "runs", out / "report"))
-    from samlens.train.rundir import atomic_write_text
+    from samlens.rundir import atomic_write_text
 
     path = out / "report.md"
     atomic_write_text(path, "# samlens demo: SGD vs SAM\n\n" + table + "\n\n" + sentence + "\n")

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("torch", "sklearn"), default=None,
+        choices=("torch", "sklearn"),
+        default=None,
         help="default: the run's probe.engine for balanced/transfer, DFR's own fast engine for dfr",
     )
 
@@ -36,9 +37,10 @@ def format_table(metrics: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from samlens.errors import ConfigError
+    from samlens.rundir import CONFIG, DONE, append_result, is_done, load_checkpoint
+    from samlens.train.build import load_run
+    from samlens.train.events import probe_record
     from samlens.train.probing import run_probe
-    from samlens.train.rundir import CONFIG, DONE, append_result, is_done, load_checkpoint, load_run
-    from samlens.train.runner import probe_record
 
     run_dir = Path(args.run_dir)
     if (run_dir / CONFIG).exists() and not is_done(run_dir):

@@ -88,8 +88,8 @@ def resolve_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samlens.rundir import FAILED, is_done
     from samlens.train.config import config_hash, config_to_yaml
-    from samlens.train.rundir import FAILED, is_done
     from samlens.train.runner import run_experiment
 
     cfg = resolve_config(args)

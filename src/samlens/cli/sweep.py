@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from samlens.errors import ConfigError
+from samlens.rundir import is_locked
 from samlens.train import launchers
-from samlens.train.rundir import is_locked
 from samlens.train.sweep import (
     STATES,
     PointStatus,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from samlens.rundir import atomic_write_text
 from samlens.train.toy import (
     TOY_MODELS,
     TOY_OPTIMIZERS,
@@ -105,12 +105,6 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     torch.set_num_threads(max(1, args.threads))
@@ -124,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     )
     rows = summarize(records)
     lines = [json.dumps({k: v for k, v in r.items()}) for r in records]
-    _write_atomic(out / "results.jsonl", "\n".join(lines) + "\n")
-    _write_atomic(
+    atomic_write_text(out / "results.jsonl", "\n".join(lines) + "\n")
+    atomic_write_text(
         out / "summary.json", json.dumps({"config": cfg.to_dict(), "summary": rows}, indent=2, default=str)
     )
     if not args.no_figures:
@@ -133,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
         plot_toy(records, out)
     table = format_summary(rows)
-    _write_atomic(out / "summary.txt", table + "\n")
+    atomic_write_text(out / "summary.txt", table + "\n")
     print(table)
     print(
         f"wrote {out}/results.jsonl, summary.json, summary.txt"

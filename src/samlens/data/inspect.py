@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 
 from samlens._optional import require
 from samlens.data.base import SpuriousDataset
+from samlens.rundir import atomic_save
 
 
 def cramers_v(labels: np.ndarray, others: np.ndarray, num_classes: int, num_other: int) -> float:
@@ -95,18 +94,7 @@ def example_grid(
         axes[g][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle(f"{ds.name} / {split}: examples per group", fontsize=9)
     fig.tight_layout()
-    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_save(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    plt.close(fig)

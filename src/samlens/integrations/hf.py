@@ -81,9 +81,7 @@ class SAMTrainer(transformers.Trainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         if self.args.fp16:
-            raise ConfigError(
-                "SAMTrainer does not support fp16 (GradScaler) training; use bf16=True or fp32"
-            )
+            raise ConfigError("SAMTrainer does not support fp16 (GradScaler) training; use bf16=True or fp32")
         if isinstance(self.optimizer, SAM) and not isinstance(self.optimizer, TrainerSAM):
             raise ConfigError(
                 "SAMTrainer wraps the base optimizer itself: pass optimizers=(base_optimizer, scheduler) "

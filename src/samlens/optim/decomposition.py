@@ -273,4 +273,3 @@ class Decomposition(WrappedOptimizer):
         if isinstance(state_dict, dict) and set(state_dict) == {"base", "sam"}:
             state_dict = state_dict["base"]
         super().load_state_dict(state_dict)
-

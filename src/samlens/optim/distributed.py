@@ -16,22 +16,44 @@ ascent_context=...)`` wraps the whole clean closure call.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from samlens.optim.decomposition import Decomposition
+from samlens.optim.per_example import MicroBatchSAM
 from samlens.optim.sam import SAM
 
 ASCENT_MODES = ("per_device", "global")
 
 
-def examples_per_perturbation(per_device_batch: int, world_size: int, ascent: str = "per_device") -> int:
-    """The m of m-SAM that a DDP run actually uses."""
+def examples_per_perturbation(
+    per_device_batch: int, world_size: int = 1, ascent: str = "per_device", *, optimizer: Any = None
+) -> int:
+    """The m of m-SAM a run actually uses: how many examples one ascent is computed from.
+
+    ``optimizer``'s own micro-batch size when it has one (m-SAM); otherwise the per-device
+    batch under per-device ascent, the global batch under global ascent.
+    """
     if ascent not in ASCENT_MODES:
         raise ValueError(f"unknown ascent mode {ascent!r}; valid choices: {', '.join(ASCENT_MODES)}")
+    if isinstance(optimizer, MicroBatchSAM):
+        return int(optimizer.m)
     return per_device_batch if ascent == "per_device" else per_device_batch * world_size
+
+
+def step_call(optimizer: torch.optim.Optimizer, model: nn.Module) -> Callable[[Callable[[], Tensor]], Tensor]:
+    """The one call that steps ``optimizer`` with a closure, for a plain or a DDP ``model``.
+
+    A SAM or decomposition optimizer of a DDP model steps through :func:`ddp_sam_step` (per-device
+    ascent: its clean pass under ``no_sync()``); every other case is ``optimizer.step`` itself.
+    """
+    if isinstance(model, nn.parallel.DistributedDataParallel) and isinstance(optimizer, SAM | Decomposition):
+        return functools.partial(ddp_sam_step, optimizer, model)
+    return optimizer.step
 
 
 def ddp_sam_step(

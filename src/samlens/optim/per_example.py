@@ -227,4 +227,3 @@ class MicroBatchSAM(WrappedOptimizer):
         with shadow(model, "forward", batched_forward(perturbed_params)), torch.enable_grad():
             closure()
         return loss
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from samlens.errors import ConfigError
+from samlens.rundir import atomic_save
 
 _KEYS = ("features", "labels", "others", "groups")
 
@@ -93,14 +93,7 @@ def save_features(feats: Features, path: str | os.PathLike) -> None:
     """Write ``feats`` as an .npz file atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: getattr(feats, k) for k in _KEYS})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save(path, lambda fh: np.savez(fh, **{k: getattr(feats, k) for k in _KEYS}))
 
 
 def load_features(path: str | os.PathLike) -> Features:

@@ -24,44 +24,19 @@ from samlens._optional import require
 with require("report"):
     import pandas as pd
 
-from samlens.report.load import Run, scalar_metrics
+from samlens.report.load import Run, load_runs, scalar_metrics
+from samlens.report.roles import CEILING, FLOOR, ROLE_KEY
+from samlens.report.tables import PLAIN_OPTIMIZERS, finished, group_runs, varying_keys
 from samlens.report.verdict import Estimate, Verdict, estimate, judge
 
-ROLE_KEY = "reference"
-FLOOR = "untrained (floor)"
-CEILING = "hard-only (ceiling)"
-#: Key in the recorded config of a floor run.
-FLOOR_MARK = "headroom"
-#: Data option of the stand-ins that shuffles the easy block across training examples.
-HARD_ONLY_KEY = "data.options.shuffle_easy"
 #: The hard feature is the label attribute of every stand-in.
 HARD_FEATURE = "probe_acc_label"
 FRACTION = "fraction_of_range"
-_PLAIN = ("sgd", "adam", "adamw")
-
-
-def role(config: dict[str, Any]) -> str | None:
-    """FLOOR, CEILING or None (a treatment) for a run's flattened config."""
-    if config.get(FLOOR_MARK) == "floor":
-        return FLOOR
-    if config.get(HARD_ONLY_KEY) is True:
-        return CEILING
-    return None
-
-
-def role_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with the keys that mark a reference replaced by one ``reference`` key (first)."""
-    rest = {k: v for k, v in config.items() if k not in (FLOOR_MARK, HARD_ONLY_KEY)}
-    return {ROLE_KEY: role(config), **rest}
-
-
-def _finished(runs: Sequence[Run]) -> list[Run]:
-    return [r for r in runs if r.final and r.status != "failed"]
 
 
 def hard_estimate(runs: Sequence[Run], feature: str = HARD_FEATURE) -> Estimate | None:
     """Mean ± SE over seeds of ``feature`` (one seed: binomial SE on its ``n_test``)."""
-    done = [scalar_metrics(r.final) for r in _finished(runs)]
+    done = [scalar_metrics(r.final) for r in finished(runs)]
     values = [m[feature] for m in done if feature in m]
     if not values:
         return None
@@ -108,7 +83,7 @@ def short_name(group: Any, keys: Sequence[str]) -> str:
     """``SGD``, ``SAM ρ=0.05``: the optimizer, its radius and any other optimizer key that varies."""
     cfg = group.runs[0].config
     name = str(cfg.get("optim.name")).upper()
-    parts = [name if cfg.get("optim.name") in _PLAIN else f"{name} ρ={cfg.get('optim.rho')}"]
+    parts = [name if cfg.get("optim.name") in PLAIN_OPTIMIZERS else f"{name} ρ={cfg.get('optim.rho')}"]
     parts += [
         f"{k}={v}"
         for k, v in zip(keys, group.key)
@@ -140,7 +115,7 @@ def analyse(groups: Sequence[Any], keys: Sequence[str]) -> list[Headroom]:
             continue
         treated = [(g, hard_estimate(g.runs)) for g in slot["rest"]]
         treated = [(g, e) for g, e in treated if e is not None]
-        baseline = next(((g, e) for g, e in treated if _optimizer(g) in _PLAIN), None)
+        baseline = next(((g, e) for g, e in treated if _optimizer(g) in PLAIN_OPTIMIZERS), None)
         span = ceiling.mean - floor.mean
         rows = []
         for group, est in treated:
@@ -225,9 +200,6 @@ def blocks(found: Sequence[Headroom]) -> list[tuple[Any, ...]]:
 
 def verdict_lines(path: Any) -> list[str]:
     """The headroom verdicts of the runs under ``path``, one line each (for console output)."""
-    from samlens.report.load import load_runs
-    from samlens.report.tables import group_runs, varying_keys
-
     _, runs = load_runs(path)
     keys = varying_keys(runs)
     lines = []

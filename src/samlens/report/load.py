@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samlens.errors import ConfigError
+import yaml
 
-RESULTS = "results.jsonl"
-CONFIG = "config.yaml"
-META = "meta.json"
+from samlens import rundir
+from samlens.errors import ConfigError
 
 
 @dataclass
@@ -36,55 +34,32 @@ class Run:
         return f"{commit}+dirty" if dirty else str(commit)
 
 
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    events = []
-    if not path.exists():
-        return events
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line of a run killed mid-write
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
 def _read_config(run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The flattened config every record carries; a run without records (pending) reads its
+    ``config.yaml``, which holds the whole resolved config, and flattens it the same way."""
     for event in events:
         if isinstance(event.get("config"), dict) and event["config"]:
             return dict(event["config"])
-    path = run_dir / CONFIG
+    path = run_dir / rundir.CONFIG
     if path.exists():
-        from samlens.train.config import flatten_config, load_config
-        from samlens.train.schema import flatten, read_yaml_file
-
         try:
-            return dict(flatten_config(load_config(path)))
-        except ConfigError:
-            pass  # written by another version of the schema: report its keys as they are
-        try:
-            data = read_yaml_file(path)
-        except ConfigError:
+            data = yaml.safe_load(path.read_text(errors="replace"))
+        except yaml.YAMLError:
             data = None
         if isinstance(data, dict):
-            return flatten(data)
+            return rundir.flatten(data)
     return {}
 
 
 def _status(run_dir: Path) -> str:
-    from samlens.train.rundir import run_status
-
     if not any(run_dir.iterdir()):
         return "pending"
-    return run_status(run_dir)
+    return rundir.run_status(run_dir)
 
 
 def is_run_dir(path: Path) -> bool:
     """A directory is a run if it holds a run's config or results."""
-    return (path / RESULTS).is_file() or (path / CONFIG).is_file()
+    return (path / rundir.RESULTS).is_file() or (path / rundir.CONFIG).is_file()
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -92,7 +67,7 @@ def find_run_dirs(root: Path) -> list[Path]:
     if is_run_dir(root):
         return [root]
     found = set()
-    for marker in (RESULTS, CONFIG):
+    for marker in (rundir.RESULTS, rundir.CONFIG):
         for path in root.rglob(marker):
             rel = path.parent.relative_to(root)
             if not any(part.startswith(".") for part in rel.parts):
@@ -106,13 +81,8 @@ def _finite_number(value: Any) -> bool:
 
 def load_run(run_dir: Path, root: Path) -> Run:
     """Parse one run directory; a partial or in-progress run loads with what it has."""
-    events = _read_events(run_dir / RESULTS)
-    meta: dict[str, Any] = {}
-    if (run_dir / META).exists():
-        try:
-            meta = json.loads((run_dir / META).read_text())
-        except json.JSONDecodeError:
-            meta = {}
+    events = rundir.read_results(run_dir)
+    meta = rundir.read_meta(run_dir)
     finals = [e for e in events if e.get("event") == "final" and isinstance(e.get("metrics"), dict)]
     final = dict(finals[-1]["metrics"]) if finals else {}
     name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
@@ -128,7 +98,9 @@ def load_runs(path: str | Path) -> tuple[Path, list[Run]]:
         raise ConfigError(f"{str(root)!r} is not a directory")
     dirs = find_run_dirs(root)
     if not dirs:
-        raise ConfigError(f"no run directories (with {RESULTS} or {CONFIG}) under {str(root)!r}")
+        raise ConfigError(
+            f"no run directories (with {rundir.RESULTS} or {rundir.CONFIG}) under {str(root)!r}"
+        )
     return root, [load_run(d, root) for d in dirs]
 
 

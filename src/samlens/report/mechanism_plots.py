@@ -6,12 +6,12 @@ temporary name first so an interrupted run never leaves a half-written file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from samlens._optional import require
+from samlens.rundir import atomic_save
 
 with require("report"):
     import matplotlib
@@ -30,9 +30,7 @@ def save_figure(fig: Any, path_stem: str | Path) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
         final = stem.with_suffix(f".{ext}")
-        tmp = final.with_name(f".{final.name}.tmp")
-        fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        os.replace(tmp, final)
+        atomic_save(final, lambda fh, ext=ext: fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight"))
         out.append(final)
     plt.close(fig)
     return out

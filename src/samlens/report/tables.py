@@ -12,16 +12,18 @@ from samlens._optional import require
 with require("report"):
     import pandas as pd
 
+from samlens.optim.wrapper import BASE_OPTIMIZERS
 from samlens.probe.metrics import mean_se
-from samlens.report.headroom import ROLE_KEY, role_config
 from samlens.report.load import Run, scalar_metrics
+from samlens.report.roles import ROLE_KEY, role_config
 
 OPTIM_KEY = "optim.name"
 RHO_KEY = "optim.rho"
 # Keys that label or locate a run without changing what it computes.
 _IGNORED = {"name", "data.root"}
 # Optimizers that take no perturbation radius: their ``optim.rho`` is inert and must not split groups.
-PLAIN_OPTIMIZERS = ("sgd", "adam", "adamw")
+# The base optimizers take no radius: their runs are the ρ = 0 baselines of every table.
+PLAIN_OPTIMIZERS = BASE_OPTIMIZERS
 
 GROUP_ACC_PREFIX = "group_acc/"
 PROBE_PREFIX = "probe_acc_"
@@ -37,7 +39,7 @@ def is_seed_key(key: str) -> bool:
 def effective_config(run: Run) -> dict[str, Any]:
     """The config as far as results depend on it: inert ρ of plain optimizers blanked.
 
-    Floor and ceiling runs (``samlens.report.headroom``) get a ``reference`` key in place of
+    Floor and ceiling runs (``samlens.report.roles``) get a ``reference`` key in place of
     the keys that mark them, so they form their own groups with a readable label.
     """
     cfg = role_config(run.config)

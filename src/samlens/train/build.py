@@ -7,16 +7,18 @@ dataset, model or optimizer name fails with the list of valid choices and no run
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from samlens import rundir
 from samlens.errors import ConfigError
-from samlens.train.config import ExperimentConfig, derive_seed
+from samlens.train.config import ExperimentConfig, derive_seed, load_config
 
 # Optimizers that take no perturbation radius; every other registered one gets ``rho``.
-PLAIN_OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def _registries() -> tuple[Any, Any, Any]:
@@ -66,21 +68,6 @@ def _check_device(key: str, device: str) -> None:
         raise ConfigError(f"{key}: device {device!r} is not available on this machine")
 
 
-def examples_per_perturbation(cfg: ExperimentConfig, optimizer: Any) -> int | None:
-    """How many examples one ascent perturbation is computed from, on one device.
-
-    None for optimizers that do not perturb; m-SAM's micro-batch size ``m``; otherwise the
-    batch, which under DDP with per-device ascent is the per-device batch (``data.batch_size``).
-    """
-    from samlens.optim.per_example import MicroBatchSAM
-
-    if cfg.optim.name in PLAIN_OPTIMIZERS:
-        return None
-    if isinstance(optimizer, MicroBatchSAM):
-        return int(optimizer.m)
-    return cfg.data.batch_size
-
-
 def build_dataset(cfg: ExperimentConfig) -> Any:
     """The run's ``SpuriousDataset``, built from the derived seed."""
     data, _, _ = _registries()
@@ -109,7 +96,7 @@ def optimizer_options(cfg: ExperimentConfig) -> dict[str, Any]:
     """Keyword arguments for ``build_optimizer`` from ``cfg.optim``."""
     o = cfg.optim
     options: dict[str, Any] = {"lr": o.lr, "momentum": o.momentum, "weight_decay": o.weight_decay}
-    if o.name not in PLAIN_OPTIMIZERS:
+    if _registries()[2].perturbs(o.name):
         options["rho"] = o.rho
         options["base"] = o.base
     options.update(o.options)
@@ -119,3 +106,40 @@ def optimizer_options(cfg: ExperimentConfig) -> dict[str, Any]:
 def build_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
     _, _, optim = _registries()
     return optim.build_optimizer(cfg.optim.name, model, **optimizer_options(cfg))
+
+
+# ---------------------------------------------------------------------------------------
+# a run directory back into its objects
+
+
+def read_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
+    """The resolved config a run was started with."""
+    return load_config(Path(run_dir) / rundir.CONFIG)
+
+
+def load_run(
+    run_dir: str | os.PathLike[str], *, map_location: str = "cpu"
+) -> tuple[ExperimentConfig, Any, Any]:
+    """``(cfg, model, dataset)`` of a run; the model holds the checkpoint's weights, in eval mode."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no {rundir.CONFIG})")
+    cfg = read_config(run_dir)
+    ckpt = rundir.load_checkpoint(run_dir, map_location)
+    if ckpt is None:
+        raise ConfigError(f"run {str(run_dir)!r} has no checkpoint yet")
+    dataset = build_dataset(cfg)
+    model = build_model(cfg, dataset, load_pretrained=False)
+    load_weights(model, ckpt["model"], run_dir / rundir.CHECKPOINT)
+    model.eval()
+    return cfg, model, dataset
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """``model.load_state_dict(state)``; a mismatch is a damaged or foreign checkpoint."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} does not fit the run's model: {rundir.error_line(err)}"
+        ) from None

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from samlens.errors import ConfigError
-from samlens.train.schema import DOMAINS, Overrides, build, flatten, load_dataclass, option
+from samlens.rundir import Scalar, atomic_write_text, flatten
+from samlens.train.schema import DOMAINS, Overrides, build, load_dataclass, option
 
 SCHEDULES = ("cosine", "step", "constant")
 PROBE_METHODS = ("balanced", "dfr", "transfer")
@@ -177,25 +178,16 @@ def config_to_yaml(cfg: ExperimentConfig) -> str:
 
 def dump_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     """Write ``cfg`` as YAML atomically (temp file + rename), mode ``0666 & ~umask``."""
-    from samlens.train.rundir import atomic_write_text  # rundir imports this module
-
     atomic_write_text(path, config_to_yaml(cfg))
 
 
 # ---------------------------------------------------------------------------------------
 # flattening, hashing, seeds
 
-Scalar = str | int | float | bool | None
-
 
 def flatten_config(cfg: ExperimentConfig) -> dict[str, Scalar]:
     """``{"optim.rho": 0.05, "data.options.n": 10, ...}``: one scalar per dotted key."""
-    flat = flatten(config_to_dict(cfg))
-    # lists and other containers become their JSON text so every value is a scalar
-    return {
-        key: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True)
-        for key, v in flat.items()
-    }
+    return flatten(config_to_dict(cfg))
 
 
 def _digest(obj: Any) -> str:

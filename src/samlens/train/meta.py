@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+from samlens.optim import examples_per_perturbation, perturbs
+from samlens.train.config import ExperimentConfig, config_hash, derive_seed
+
 PACKAGES = ("samlens", "torch", "torchvision", "numpy", "scikit-learn")
 
 
@@ -63,3 +66,32 @@ def collect_meta(**extra: Any) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
+
+
+def run_meta(
+    cfg: ExperimentConfig,
+    optimizer: torch.optim.Optimizer,
+    dataset: Any,
+    *,
+    device: torch.device,
+    threads: int,
+    world_size: int,
+    steps_per_epoch: int,
+    total_steps: int,
+) -> dict[str, Any]:
+    """A training run's ``meta.json``: the common fields, its seeds, layout and ascent."""
+    perturbing = perturbs(cfg.optim.name)
+    m = examples_per_perturbation(cfg.data.batch_size, world_size, optimizer=optimizer)
+    return collect_meta(
+        config_hash=config_hash(cfg),
+        device=device_info(device),
+        threads=threads,
+        seeds={"train.seed": cfg.train.seed, "derived": derive_seed(cfg)},
+        world_size=world_size,
+        ascent="per_device" if perturbing else None,
+        examples_per_perturbation=m if perturbing else None,
+        group_names=list(dataset.group_names),
+        attribute_names=list(dataset.attribute_names),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+    )

@@ -7,30 +7,26 @@ write ``config.yaml``, ``meta.json`` and the ``running`` marker. ``done`` is wri
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import json
-import logging
 import os
-import random
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samlens import rundir
 from samlens.errors import ConfigError
-from samlens.train import build, rundir
-from samlens.train.config import ExperimentConfig, config_hash, derive_seed, dump_config, flatten_config
+from samlens.optim.distributed import step_call
+from samlens.train import build, checkpoint, directory, events
+from samlens.train.config import ExperimentConfig, config_hash, derive_seed, flatten_config
 from samlens.train.distributed import DistContext, default_threads, init_distributed, pick_device
 from samlens.train.evaluate import evaluate
-from samlens.train.meta import collect_meta, device_info
+from samlens.train.meta import run_meta
 from samlens.train.probing import make_prober
+from samlens.train.reproducibility import deterministic, epoch_batches, torch_threads
 from samlens.train.schedule import build_scheduler
 
 StepHook = Callable[[int], None]
@@ -40,160 +36,12 @@ class _Diverged(Exception):
     """The training loss became non-finite."""
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
-
-
-def probe_record(cfg: ExperimentConfig, step: int, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    """A ``results.jsonl`` record for a probe made after training (``samlens probe``)."""
-    return {
-        "event": "probe",
-        "step": step,
-        "epoch": epoch,
-        "time": _now(),
-        "metrics": metrics,
-        "config": flatten_config(cfg),
-    }
-
-
-# ---------------------------------------------------------------------------------------
-# directory preparation
-
-
-def _prepare_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Create ``run_dir`` (or accept an existing one for the same config) or raise ConfigError."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"cannot write run directory {str(run_dir)!r}: {err.strerror or err}") from None
-
-
-def _check_same_config(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Refuse to resume (or skip) a run directory that belongs to another config."""
-    if (run_dir / rundir.CONFIG).exists():
-        old = rundir.read_config(run_dir)
-        if config_hash(old) != config_hash(cfg):
-            raise ConfigError(
-                f"run directory {str(run_dir)!r} holds a different config "
-                f"(hash {config_hash(old)}, requested {config_hash(cfg)}); use another directory"
-            )
-
-
-def _open_log(run_dir: Path | None, quiet: bool, name: str) -> logging.Logger:
-    logger = logging.getLogger(f"samlens.run.{name}.{id(run_dir)}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    if run_dir is not None:
-        fh = logging.FileHandler(run_dir / rundir.LOG)
-        fh.setFormatter(fmt)
-        logger.addHandler(fh)
-    if not quiet:
-        sh = logging.StreamHandler(sys.stderr)
-        sh.setFormatter(fmt)
-        logger.addHandler(sh)
-    return logger
-
-
-def _close_log(logger: logging.Logger) -> None:
-    for handler in list(logger.handlers):
-        handler.close()
-        logger.removeHandler(handler)
-
-
-# ---------------------------------------------------------------------------------------
-# reproducibility
-
-
-@contextlib.contextmanager
-def _deterministic(enabled: bool) -> Iterator[None]:
-    """Deterministic kernels for the duration of the run (restored afterwards)."""
-    if not enabled:
-        yield
-        return
-    previous = torch.are_deterministic_algorithms_enabled()
-    cudnn = torch.backends.cudnn.benchmark
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-        torch.backends.cudnn.benchmark = cudnn
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every generator's state as tensors, numbers and lists, so checkpoints load with
-    ``torch.load(weights_only=True)``."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    npy, py = state["numpy"], state["python"]
-    if isinstance(npy, dict):
-        keys = npy["keys"].numpy().astype(np.uint32)
-        np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
-    else:  # checkpoints written before the tensor layout
-        np.random.set_state(npy)
-    if isinstance(py, dict):
-        random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
-    else:
-        random.setstate(py)
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, ctx: DistContext) -> list[list[int]]:
-    """This process's batches of one epoch: a permutation drawn from (seed, epoch) only.
-
-    Depending on nothing else makes the data order identical for paired runs and
-    reproducible after a resume without saving a sampler state. Under DDP each global
-    batch of ``batch_size · world_size`` is dealt out across ranks.
-    """
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=gen).tolist()
-    global_batch = batch_size * ctx.world_size
-    # Dropping the ragged tail keeps BatchNorm away from batches of one example.
-    count = n // global_batch if n >= global_batch else 1
-    batches = []
-    for b in range(count):
-        chunk = order[b * global_batch : (b + 1) * global_batch]
-        batches.append(chunk[ctx.rank :: ctx.world_size])
-    return batches
-
-
 # ---------------------------------------------------------------------------------------
 # the run
 
 
 class _Run:
-    """State of one training run; split from ``run_experiment`` to keep each step readable."""
+    """One training run: what it was built from, and its ``TrainState`` as it trains."""
 
     def __init__(
         self,
@@ -207,23 +55,17 @@ class _Run:
         self.cfg, self.run_dir, self.quiet, self.step_hook, self.ctx = cfg, run_dir, quiet, step_hook, ctx
         self.threads = threads
         self.seed = derive_seed(cfg)
-        self.flat = flatten_config(cfg)
         self.device = pick_device(ctx)
         self.writes = ctx.is_main
-        self.tb = None
         self.removed_temp: list[Path] = []
+        self.loader: Any = None
 
     # -- setup -------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.cfg
         build.check_names(cfg)
         if cfg.train.tensorboard:
-            try:
-                from torch.utils import tensorboard  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "train.tensorboard needs the tensorboard package (pip install samlens[tensorboard])"
-                ) from None
+            events.check_tensorboard()
         self.dataset = build.build_dataset(cfg)
         model = build.build_model(cfg, self.dataset)
         model.to(self.device)
@@ -243,131 +85,61 @@ class _Run:
         total = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.train.steps) if cfg.train.steps else total
         self.scheduler = build_scheduler(self.opt, cfg.train.schedule, self.total_steps)
+        # after the scheduler, which wraps ``opt.step`` to count the steps it is called
+        self.step_call = step_call(self.opt, self.net)
         self.prober = make_prober(cfg, self.dataset, self.device)
-        takes_context = "ascent_context" in inspect.signature(self.opt.step).parameters
-        self.ascent_context = takes_context and self.ctx.enabled
 
     def start_files(self) -> None:
         """config.yaml, meta.json (first start only), the running marker and the log."""
         run_dir, cfg = self.run_dir, self.cfg
         if self.writes:
-            if not (run_dir / rundir.CONFIG).exists():
-                dump_config(cfg, run_dir / rundir.CONFIG)
-            if not (run_dir / rundir.META).exists():
-                perturbs = cfg.optim.name not in build.PLAIN_OPTIMIZERS
-                meta = collect_meta(
-                    config_hash=config_hash(cfg),
-                    device=device_info(self.device),
-                    threads=self.threads,
-                    seeds={"train.seed": cfg.train.seed, "derived": self.seed},
-                    world_size=self.ctx.world_size,
-                    ascent="per_device" if perturbs else None,
-                    examples_per_perturbation=build.examples_per_perturbation(cfg, self.opt),
-                    group_names=list(self.dataset.group_names),
-                    attribute_names=list(self.dataset.attribute_names),
-                    steps_per_epoch=self.steps_per_epoch,
-                    total_steps=self.total_steps,
-                )
-                rundir.atomic_write_text(run_dir / rundir.META, json.dumps(meta, indent=2) + "\n")
-            marker = {"pid": os.getpid(), "host": collect_meta()["host"], "started": _now()}
-            rundir.atomic_write_text(run_dir / rundir.RUNNING, json.dumps(marker) + "\n")
-        self.log = _open_log(run_dir if self.writes else None, self.quiet or not self.writes, cfg.name)
-        self.seen = {(r.get("event"), r.get("step")) for r in rundir.read_results(run_dir)}
+            directory.write_start(run_dir, cfg, self._meta)
+        self.log = events.open_log(run_dir if self.writes else None, self.quiet or not self.writes, cfg.name)
+        self.events = events.EventWriter(run_dir, flatten_config(cfg), writes=self.writes)
         if self.removed_temp:
             names = ", ".join(p.name for p in self.removed_temp)
             self.log.info(f"removed temp files of an interrupted write: {names}")
         self.log.info(f"torch threads: {self.threads}")
         if self.writes and cfg.train.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            self.events.open_tensorboard()
 
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+    def _meta(self) -> dict[str, Any]:
+        return run_meta(
+            self.cfg,
+            self.opt,
+            self.dataset,
+            device=self.device,
+            threads=self.threads,
+            world_size=self.ctx.world_size,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+        )
 
-    # -- checkpoints -------------------------------------------------------------------
     def restore(self) -> None:
-        self.step, self.epoch, self.step_in_epoch = 0, 0, 0
-        self.loss_sum = torch.zeros((), device=self.device)
-        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
-        self.seen_examples = 0
-        self.last: dict[str, float] = {}
-        path = self.run_dir / rundir.CHECKPOINT
-        remedy = "; delete it to train the run again from the start"
-        try:
-            ckpt = rundir.load_checkpoint(self.run_dir, map_location=str(self.device))
-            if ckpt is None:
-                _seed_all(self.seed)
-                return
-            rundir.load_weights(self.model, ckpt["model"], path)
-        except ConfigError as err:
-            raise ConfigError(f"{err}{remedy}") from None
-        try:
-            self.opt.load_state_dict(ckpt["optimizer"])
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-            _set_rng_state(ckpt["rng"])
-            self.step, self.epoch, self.step_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["step_in_epoch"]
-            self.loss_sum = ckpt["loss_sum"].to(self.device)
-            self.correct = ckpt["correct"].to(self.device)
-            self.seen_examples = ckpt["seen_examples"]
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-            detail = " ".join(str(err).split())[:300]  # one line, however torch words it
-            raise ConfigError(
-                f"cannot resume from checkpoint {str(path)!r}: {type(err).__name__}: {detail}{remedy}"
-            ) from None
-        self.last = dict(ckpt.get("last_metrics") or self._recorded_eval())
-        self.log.info(f"resumed from step {self.step} (epoch {self.epoch}, +{self.step_in_epoch} steps)")
-
-    def _recorded_eval(self) -> dict[str, float]:
-        """The eval metrics recorded at the checkpoint's step (checkpoints without ``last_metrics``)."""
-        if self.step < self.total_steps:
-            return {}
-        evals = [r for r in rundir.read_results(self.run_dir) if r.get("event") == "eval"]
-        return next((r["metrics"] for r in reversed(evals) if r.get("step") == self.step), {})
+        parts = (self.model, self.opt, self.scheduler)
+        self.state, resumed = checkpoint.restore(
+            self.run_dir, *parts, self.device, self.seed, self.total_steps
+        )
+        if resumed:
+            s = self.state
+            self.log.info(f"resumed from step {s.step} (epoch {s.epoch}, +{s.step_in_epoch} steps)")
 
     def save(self) -> None:
-        if not self.writes:
-            return
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "loss_sum": self.loss_sum,
-            "correct": self.correct,
-            "seen_examples": self.seen_examples,
-            # The final event needs the last epoch's train loss/accuracy, whose sums are
-            # reset before this save; a resume between this save and that event reads them here.
-            "last_metrics": dict(self.last),
-            "config_hash": config_hash(self.cfg),
-        }
-        rundir.atomic_save(self.run_dir / rundir.CHECKPOINT, lambda fh: torch.save(state, fh))
+        if self.writes:
+            checkpoint.save(
+                self.run_dir, self.state, self.model, self.opt, self.scheduler, config_hash(self.cfg)
+            )
 
-    # -- events ------------------------------------------------------------------------
     def emit(self, event: str, metrics: dict[str, Any], *, dedupe: bool = True) -> None:
-        """Append one event; an event already recorded at this step (before a resume) is kept."""
-        if not self.writes or (dedupe and (event, self.step) in self.seen):
-            return
-        self.seen.add((event, self.step))
-        record = {
-            "event": event,
-            "step": self.step,
-            "epoch": self.epoch,
-            "time": _now(),
-            "metrics": metrics,
-            "config": self.flat,
-        }
-        rundir.append_result(self.run_dir, record)
-        if self.tb is not None:
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.tb.add_scalar(f"{event}/{key}", value, self.step)
+        """Append one event at the current step; one recorded there before a resume is kept."""
+        self.events.emit(event, self.state.step, self.state.epoch, metrics, dedupe=dedupe)
 
     # -- training ----------------------------------------------------------------------
     def _check_finite(self) -> None:
-        total = self.ctx.all_sum(self.loss_sum)
+        total = self.ctx.all_sum(self.state.loss_sum)
         if not bool(torch.isfinite(total)):
-            raise _Diverged(f"training loss is {float(total)} at step {self.step} (epoch {self.epoch + 1})")
+            s = self.state
+            raise _Diverged(f"training loss is {float(total)} at step {s.step} (epoch {s.epoch + 1})")
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         first: dict[str, torch.Tensor] = {}
@@ -382,21 +154,16 @@ class _Run:
             first.setdefault("logits", logits.detach())
             return loss
 
-        if self.ascent_context:
-            loss = self.opt.step(closure, ascent_context=self.net.no_sync())
-        else:
-            loss = self.opt.step(closure)
+        loss = self.step_call(closure)
         self.scheduler.step()
-        self.loss_sum += loss.detach().float() * len(y)
-        self.correct += (first["logits"].argmax(1) == y).sum()
-        self.seen_examples += len(y)
+        self.state.add_batch(loss, (first["logits"].argmax(1) == y).sum(), len(y))
 
     def train_epoch(self, bar: Any) -> bool:
         """One (possibly resumed) epoch; False when the step budget ran out inside it."""
-        cfg = self.cfg
-        batches = epoch_batches(len(self.train_set), cfg.data.batch_size, self.seed, self.epoch, self.ctx)
+        cfg, s = self.cfg, self.state
+        batches = epoch_batches(len(self.train_set), cfg.data.batch_size, self.seed, s.epoch, self.ctx)
         self.net.train()
-        if not hasattr(self, "loader"):  # built once, so data.num_workers processes persist across epochs
+        if self.loader is None:  # built once, so data.num_workers processes persist across epochs
             from samlens.data.loading import BatchLoader
 
             self.loader = BatchLoader(
@@ -405,42 +172,43 @@ class _Run:
                 device=self.device,
                 channels_last=cfg.train.channels_last,
             )
-        start = self.step_in_epoch
-        for x, y in self.loader.epoch(batches[start:], seed=self.seed, epoch=self.epoch, start=start):
-            if self.step >= self.total_steps:
+        start = s.step_in_epoch
+        for x, y in self.loader.epoch(batches[start:], seed=self.seed, epoch=s.epoch, start=start):
+            if s.step >= self.total_steps:
                 return False
             self.train_step(x, y)
-            self.step += 1
-            self.step_in_epoch += 1
+            s.step += 1
+            s.step_in_epoch += 1
             bar.update(1)
-            if self.step % cfg.train.log_every == 0:
+            if s.step % cfg.train.log_every == 0:
                 self._check_finite()
-                mean = float(self.loss_sum) / max(self.seen_examples, 1)
+                mean = float(s.loss_sum) / max(s.seen_examples, 1)
                 lr = self.opt.param_groups[0]["lr"]
                 self.log.info(
-                    f"step {self.step}/{self.total_steps} epoch {self.epoch + 1} loss {mean:.4f} lr {lr:.4g}"
+                    f"step {s.step}/{self.total_steps} epoch {s.epoch + 1} loss {mean:.4f} lr {lr:.4g}"
                 )
                 bar.set_postfix(loss=f"{mean:.4f}")
-            if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0:
+            if cfg.train.checkpoint_every and s.step % cfg.train.checkpoint_every == 0:
                 self._check_finite()
                 self.save()
             if self.step_hook is not None:
-                self.step_hook(self.step)
+                self.step_hook(s.step)
         return True
 
     def end_of_epoch(self, final: bool) -> dict[str, float]:
         self._check_finite()
-        n = max(self.seen_examples, 1)
-        train = {"train_loss": float(self.loss_sum) / n, "train_acc": float(self.correct) / n}
+        s = self.state
+        n = max(s.seen_examples, 1)
+        train = {"train_loss": float(s.loss_sum) / n, "train_acc": float(s.correct) / n}
         metrics: dict[str, float] = {}
         every = self.cfg.train.eval_every
-        if final or (every and self.epoch % every == 0):
+        if final or (every and s.epoch % every == 0):
             metrics = {**train, **self._evaluate()}
             self.emit("eval", metrics)
             summary = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("train_loss", "test_acc") if k in metrics)
-            self.log.info(f"epoch {self.epoch}: {summary}")
+            self.log.info(f"epoch {s.epoch}: {summary}")
         probe_every = self.cfg.probe.every
-        if self.prober is not None and probe_every and self.epoch % probe_every == 0 and not final:
+        if self.prober is not None and probe_every and s.epoch % probe_every == 0 and not final:
             probe = self._probe()
             if probe:
                 self.emit("probe", probe)
@@ -461,28 +229,26 @@ class _Run:
     def _probe(self) -> dict[str, float]:
         if not self.writes or self.prober is None:
             return {}
-        return self.prober(self.model, self.epoch) or {}
+        return self.prober(self.model, self.state.epoch) or {}
 
     def loop(self) -> None:
         from tqdm.auto import tqdm
 
+        s = self.state
         show = not self.quiet and self.writes and sys.stderr.isatty()
-        with tqdm(total=self.total_steps, initial=self.step, disable=not show, desc=self.cfg.name) as bar:
-            while self.step < self.total_steps:
+        with tqdm(total=self.total_steps, initial=s.step, disable=not show, desc=self.cfg.name) as bar:
+            while s.step < self.total_steps:
                 completed = self.train_epoch(bar)
-                finished = self.step >= self.total_steps
+                finished = s.step >= self.total_steps
                 if completed:
-                    self.epoch += 1
-                    self.step_in_epoch = 0
+                    s.end_epoch()
                 if completed or finished:
-                    self.last = self.end_of_epoch(final=finished)
+                    s.last = self.end_of_epoch(final=finished)
                 if completed:
-                    self.loss_sum.zero_()
-                    self.correct.zero_()
-                    self.seen_examples = 0
+                    s.reset_sums()
                 self.ctx.barrier()
                 self.save()
-        self.finish(self.last)
+        self.finish(s.last)
 
     def finish(self, last: dict[str, float]) -> None:
         metrics = dict(last) if last else self._evaluate()
@@ -493,25 +259,6 @@ class _Run:
             metrics.update(probe)
         self.emit("final", metrics)
         self.log.info("final: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k))
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """``threads`` intra-op threads for the duration of the run (restored afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _skip_message(run_dir: Path) -> str | None:
-    if rundir.is_done(run_dir):
-        return f"{run_dir}: already done"
-    if rundir.is_failed(run_dir):
-        return f"{run_dir}: failed earlier; remove {run_dir / rundir.FAILED} to retry"
-    return None
 
 
 def run_experiment(
@@ -531,8 +278,8 @@ def run_experiment(
     an exclusive lock on the run directory: a second process on it raises ``RunBusy``.
     """
     run_dir = Path(run_dir)
-    _check_same_config(run_dir, cfg)
-    skip = _skip_message(run_dir)
+    directory.check_same_config(run_dir, cfg)
+    skip = directory.skip_message(run_dir)
     if skip is not None:
         if not quiet:
             print(skip, file=sys.stderr)
@@ -543,24 +290,14 @@ def run_experiment(
     threads = threads or default_threads()
     run = _Run(cfg, run_dir, quiet, step_hook, ctx, threads)
     lock = rundir.RunLock(run_dir)
-    with _torch_threads(threads), _deterministic(cfg.train.deterministic):
+    with torch_threads(threads), deterministic(cfg.train.deterministic):
         run.build()
-        # 0: train; 1: another process holds the lock; 2: it finished the run meanwhile.
-        verdict = 0
-        if ctx.is_main:
-            _prepare_dir(run_dir, cfg)
-            try:
-                lock.acquire()
-            except rundir.RunBusy:
-                verdict = 1
-            if verdict == 0 and _skip_message(run_dir) is not None:
-                verdict = 2
-        verdict = ctx.agree(verdict, run.device)
+        verdict = directory.claim(run_dir, lock, ctx, run.device)
         try:
             if verdict == 1 and ctx.is_main:
                 lock.acquire()  # raises RunBusy again, with the holder's pid
             if verdict:
-                skip = _skip_message(run_dir)
+                skip = directory.skip_message(run_dir)
                 if skip is not None and not quiet and ctx.is_main:
                     print(skip, file=sys.stderr)
                 return run_dir
@@ -582,20 +319,13 @@ def _train(run: _Run, run_dir: Path) -> Path:
         run.log.error(f"run failed: {reason}")
         run.emit("failed", {"reason": reason}, dedupe=False)
         if run.writes:
-            rundir.atomic_write_text(run_dir / rundir.FAILED, reason + "\n")
+            directory.write_failed(run_dir, reason)
         return run_dir
     finally:
         if run.writes:
             (run_dir / rundir.RUNNING).unlink(missing_ok=True)
-        if run.tb is not None:
-            run.tb.close()
-        _close_log(run.log)
+        run.events.close()
+        events.close_log(run.log)
     if run.writes:
-        if not rundir.has_final(run_dir, run.step):
-            # ``done`` promises a readable final record; without one, rerunning writes it again.
-            raise rundir.ResultsUnreadable(
-                f"{run_dir / rundir.RESULTS}: the final record does not read back; "
-                "run the same command again to rewrite it"
-            )
-        rundir.atomic_write_text(run_dir / rundir.DONE, _now() + "\n")
+        directory.write_done(run_dir, run.state.step)
     return run_dir

@@ -1,5 +1,5 @@
 """Typed dataclass configs: fields that carry their domain, built from nested mappings, YAML files and
-dotted overrides, every value checked with ``samlens.validate``; and the one dotted ``flatten``.
+dotted overrides, every value checked with ``samlens.validate``.
 
 A field is declared with :func:`option` (``lr: float = option(0.05, domain="lr")``); :func:`build`
 turns a mapping into the dataclass, refusing unknown keys (naming the valid ones), values of the
@@ -305,20 +305,3 @@ def load_dataclass(
         except ConfigError as own:  # the file is wrong by itself: say which file
             raise ConfigError(f"{what} {str(Path(path))!r}: {own}") from None
         raise
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "", *, keep_empty: bool = False) -> dict[str, Any]:
-    """``{"optim": {"rho": 0.05}}`` → ``{"optim.rho": 0.05}``: one dotted key per leaf, leaves as they are.
-
-    Keys of an ``options`` mapping come sorted (free-form, their order means nothing). An empty
-    mapping is dropped, or kept as a leaf with ``keep_empty`` (an override that sets it).
-    """
-    out: dict[str, Any] = {}
-    keys = sorted(tree, key=str) if prefix.endswith("options.") else list(tree)
-    for key in keys:
-        value, dotted = tree[key], f"{prefix}{key}"
-        if isinstance(value, Mapping) and (value or not keep_empty):
-            out.update(flatten(value, f"{dotted}.", keep_empty=keep_empty))
-        else:
-            out[dotted] = value
-    return out

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from samlens.errors import ConfigError
-from samlens.train.schema import flatten, read_yaml_file
+from samlens.rundir import flatten_tree
+from samlens.train.schema import read_yaml_file
 
 #: Run states reported by ``sweep status``, in display order.
 STATES = ("done", "running", "failed", "pending")
@@ -117,7 +118,7 @@ def parse_grid_spec(data: Any, path: Path | None = None) -> GridSpec:
             raise ConfigError(f"{_where(path)}base config {base!r} not found")
         base_path = candidate
     elif isinstance(base, Mapping):
-        base_overrides = flatten(base, keep_empty=True)
+        base_overrides = flatten_tree(base, keep_empty=True)
     elif base is not None:
         raise ConfigError(f"{_where(path)}'base' must be a config file path or a mapping")
 
@@ -266,9 +267,9 @@ def _newest_mtime(run_dir: Path) -> float | None:
 
 
 def point_status(point: SweepPoint) -> PointStatus:
-    """Classify a point by its run directory (see ``samlens.train.rundir.run_status``);
+    """Classify a point by its run directory (see ``samlens.rundir.run_status``);
     an interrupted run (stale ``running`` marker) counts as pending."""
-    from samlens.train.rundir import FAILED, run_status
+    from samlens.rundir import FAILED, run_status
 
     run_dir = point.run_dir
     if not run_dir.is_dir():
@@ -307,7 +308,7 @@ def write_manifest(points: list[SweepPoint], spec: GridSpec, out_dir: Path) -> P
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "points": [{"hash": p.config_hash, "assignment": p.assignment} for p in points],
     }
-    from samlens.train.rundir import atomic_write_text
+    from samlens.rundir import atomic_write_text
 
     target = out_dir / "sweep.json"
     atomic_write_text(target, json.dumps(manifest, indent=2, default=str) + "\n")
@@ -328,7 +329,7 @@ KEY_METRICS = (
 def run_summary(run_dir: str | os.PathLike[str]) -> str:
     """``test_acc 0.9123  probe_acc_other 0.7100``: the key metrics of a run's final record
     (empty when it has none, e.g. a failed run)."""
-    from samlens.train.rundir import FAILED, read_results
+    from samlens.rundir import FAILED, read_results
 
     run_dir = Path(run_dir)
     finals = [r for r in read_results(run_dir) if r.get("event") == "final"]
@@ -357,8 +358,8 @@ def run_point(
     Returns the final state of the run directory: "done", "failed", or "running" when
     another process holds the run (e.g. a second launcher of the same sweep).
     """
+    from samlens.rundir import RunBusy
     from samlens.train.config import ExperimentConfig, config_from_dict, config_hash
-    from samlens.train.rundir import RunBusy
     from samlens.train.runner import run_experiment
 
     import_plugins(imports)

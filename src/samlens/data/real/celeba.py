@@ -56,7 +56,6 @@ def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     return attributes, names, values.reshape(len(rows), len(attributes))
 
 
-
 def _read_attributes(folder: Path) -> tuple[Path, list[str], list[str], np.ndarray]:
     txt, csv = folder / "list_attr_celeba.txt", folder / "list_attr_celeba.csv"
     if txt.is_file():

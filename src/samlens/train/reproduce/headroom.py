@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from samlens.report.headroom import FLOOR_MARK, HARD_ONLY_KEY
-from samlens.train import rundir
+from samlens import rundir
+from samlens.optim import perturbs
+from samlens.report.roles import FLOOR_MARK, HARD_ONLY_KEY
 from samlens.train.config import (
     ExperimentConfig,
     config_from_dict,
@@ -35,13 +36,12 @@ from samlens.train.config import (
     flatten_config,
 )
 
-PLAIN = ("sgd", "adam", "adamw")
 FLOOR_DIR = "floor"
 CEILING_DIR = "ceiling"
 
 
 def is_baseline(cfg: ExperimentConfig) -> bool:
-    return cfg.optim.name in PLAIN
+    return not perturbs(cfg.optim.name)
 
 
 def ceiling_config(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import torch
 
+from samlens import rundir
 from samlens.probe.importance import gini, phantom_importance_weights
-from samlens.train import rundir
-from samlens.train.build import build_dataset, build_model
+from samlens.train.build import build_dataset, build_model, read_config
 
 SOURCE = "samlens.train.reproduce.importance"
 
 
 def importance_metrics(run_dir: Path, n: int = 1024, batch: int = 256) -> dict[str, object]:
     """Gini of λ and λ̃ (and the weights themselves) at the final checkpoint of ``run_dir``."""
-    cfg = rundir.read_config(run_dir)
+    cfg = read_config(run_dir)
     dataset = build_dataset(cfg)
     model = build_model(cfg, dataset, load_pretrained=False)
     ckpt = rundir.load_checkpoint(run_dir)

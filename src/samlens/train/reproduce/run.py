@@ -12,11 +12,12 @@ from typing import Any
 import yaml
 
 from samlens.errors import ConfigError
+from samlens.optim import perturbs
 from samlens.report.headroom import verdict_lines
+from samlens.rundir import read_results, run_status
 from samlens.train.config import ExperimentConfig, config_to_dict
 from samlens.train.reproduce import headroom
 from samlens.train.reproduce.catalog import Reproduction, config_path, get_reproduction
-from samlens.train.rundir import read_results, run_status
 from samlens.train.sweep import GridSpec, SweepPoint, expand, load_grid_spec, sweep_status, write_manifest
 
 
@@ -167,7 +168,7 @@ def _final(run_dir: str | Path) -> dict[str, Any]:
 
 def describe(cfg: ExperimentConfig, role: str = "") -> str:
     """``sam rho 0.05, seed 1`` (with ``role`` first for the floor and ceiling)."""
-    what = cfg.optim.name if cfg.optim.name in headroom.PLAIN else f"{cfg.optim.name} rho {cfg.optim.rho:g}"
+    what = cfg.optim.name if not perturbs(cfg.optim.name) else f"{cfg.optim.name} rho {cfg.optim.rho:g}"
     return ", ".join(x for x in (role, what, f"seed {cfg.train.seed}") if x)
 
 

@@ -14,6 +14,10 @@ Layout of a run directory::
 
 Files are written readable by the group and others (``0666 & ~umask``), so runs on a shared
 cluster can be read by colleagues; nothing here holds secrets.
+
+This module is the format only: it imports no config schema and no trainer, so readers of
+run directories (reports, probes) and the writers of other artefacts stand on it alone.
+Turning a run's config into its dataset and model lives in ``samlens.train.build``.
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from samlens.errors import ConfigError, SamlensError
-from samlens.train.config import ExperimentConfig, load_config
 
 CONFIG = "config.yaml"
 META = "meta.json"
@@ -41,6 +44,7 @@ RUNNING = "running"
 FAILED = "failed"
 DONE = "done"
 LOCK = ".lock"
+TENSORBOARD = "tensorboard"
 
 STATUSES = ("done", "failed", "running", "pending")
 
@@ -105,6 +109,37 @@ def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
 # ---------------------------------------------------------------------------------------
 # results.jsonl
 
+Scalar = str | int | float | bool | None
+
+
+def flatten_tree(tree: Mapping[str, Any], prefix: str = "", *, keep_empty: bool = False) -> dict[str, Any]:
+    """``{"optim": {"rho": 0.05}}`` → ``{"optim.rho": 0.05}``: one dotted key per leaf, leaves as they are.
+
+    Keys of an ``options`` mapping come sorted (free-form, their order means nothing). An empty
+    mapping is dropped, or kept as a leaf with ``keep_empty`` (an override that sets it).
+    """
+    out: dict[str, Any] = {}
+    keys = sorted(tree, key=str) if prefix.endswith("options.") else list(tree)
+    for key in keys:
+        value, dotted = tree[key], f"{prefix}{key}"
+        if isinstance(value, Mapping) and (value or not keep_empty):
+            out.update(flatten_tree(value, f"{dotted}.", keep_empty=keep_empty))
+        else:
+            out[dotted] = value
+    return out
+
+
+def flatten(tree: Mapping[str, Any]) -> dict[str, Scalar]:
+    """A nested config mapping as one scalar per dotted key (``{"optim.rho": 0.05, ...}``).
+
+    The form in which every results record carries its run's config: lists and other
+    containers become their JSON text, so every value is a scalar.
+    """
+    return {
+        key: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True)
+        for key, v in flatten_tree(tree).items()
+    }
+
 
 def _repair_tail(fd: int) -> None:
     """Make the file end on a line boundary before an append.
@@ -168,14 +203,15 @@ def has_final(run_dir: str | os.PathLike[str], step: int) -> bool:
     return any(r.get("event") == "final" and r.get("step") == step for r in read_results(run_dir))
 
 
-def read_config(run_dir: str | os.PathLike[str]) -> ExperimentConfig:
-    """The resolved config a run was started with."""
-    return load_config(Path(run_dir) / CONFIG)
-
-
 def read_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's ``meta.json``; ``{}`` when it is missing or not valid JSON (a damaged file)."""
     path = Path(run_dir) / META
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
 
 
 def is_done(run_dir: str | os.PathLike[str]) -> bool:
@@ -326,45 +362,16 @@ def load_checkpoint(run_dir: str | os.PathLike[str], map_location: str = "cpu") 
         with torch.serialization.safe_globals(_numpy_globals()):
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        raise ConfigError(f"cannot load checkpoint {str(path)!r}: {_first_line(err)}") from None
+        raise ConfigError(f"cannot load checkpoint {str(path)!r}: {error_line(err)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise ConfigError(f"cannot load checkpoint {str(path)!r}: not a samlens checkpoint")
     return ckpt
 
 
-def _first_line(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
+    """One line naming what went wrong while loading or applying a checkpoint."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     if "Weights only load failed" in text or "Unsupported global" in str(err):
         return "it holds objects other than tensors, numbers and strings, refused for safety"
     return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
-
-
-def load_run(
-    run_dir: str | os.PathLike[str], *, map_location: str = "cpu"
-) -> tuple[ExperimentConfig, Any, Any]:
-    """``(cfg, model, dataset)`` of a run; the model holds the checkpoint's weights, in eval mode."""
-    from samlens.train.build import build_dataset, build_model
-
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no {CONFIG})")
-    cfg = read_config(run_dir)
-    ckpt = load_checkpoint(run_dir, map_location)
-    if ckpt is None:
-        raise ConfigError(f"run {str(run_dir)!r} has no checkpoint yet")
-    dataset = build_dataset(cfg)
-    model = build_model(cfg, dataset, load_pretrained=False)
-    load_weights(model, ckpt["model"], run_dir / CHECKPOINT)
-    model.eval()
-    return cfg, model, dataset
-
-
-def load_weights(model: Any, state: dict[str, Any], path: Path) -> None:
-    """``model.load_state_dict(state)``; a mismatch is a damaged or foreign checkpoint."""
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise ConfigError(
-            f"checkpoint {str(path)!r} does not fit the run's model: {_first_line(err)}"
-        ) from None

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from samlens import rundir
 from samlens.errors import ConfigError
-from samlens.train import rundir
 
 HOLD_LOCK = (
-    "import sys; from samlens.train.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "import sys; from samlens.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
     "print('locked', flush=True); sys.stdin.read()"
 )
 
