@@ -111,6 +111,45 @@ def _sam_factory(geometry: str, head_only: bool = False) -> OptimizerFactory:
     return factory
 
 
+def sam_family_factory(
+    cls: type[torch.optim.Optimizer], select: Callable[[nn.Module, dict[str, Any]], None] | None = None
+) -> OptimizerFactory:
+    """The factory of a SAM variant class (``cls(base_optimizer, rho=..., model=..., **options)``).
+
+    ``select(model, options)`` may set ``params_to_perturb`` (a parameter-subset preset) or refuse the model.
+    """
+
+    def factory(
+        model: nn.Module,
+        *,
+        base: str = "sgd",
+        rho: float = 0.05,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        nesterov: bool = False,
+        **options: Any,
+    ) -> torch.optim.Optimizer:
+        base_opt = build_base(
+            model.parameters(),
+            base,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            betas=betas,
+            nesterov=nesterov,
+        )
+        if select is not None:
+            select(model, options)
+        try:
+            return cls(base_opt, rho=rho, model=model, **options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    return factory
+
+
 OPTIMIZERS.register("sam")(_sam_factory("sam"))
 OPTIMIZERS.register("asam")(_sam_factory("asam_official"))
 OPTIMIZERS.register("asam_common")(_sam_factory("asam_common"))
