@@ -1,4 +1,4 @@
-"""Random-direction SAM and SAM-ON; every variant with the SAM options (GradScaler, BN policy, accumulation)."""
+"""Random-direction SAM and SAM-ON; every variant with GradScaler, the BN policy and accumulation."""
 
 import pytest
 import torch
@@ -9,7 +9,17 @@ from samlens.errors import ConfigError
 from samlens.optim import SAM, build_optimizer
 from samlens.optim.random_sam import RandomSAM
 
-from .variant_refs import BASES, batches, check_resume, closure, grad_at, model64, reference_run, run, sam_point
+from .variant_refs import (
+    BASES,
+    batches,
+    check_resume,
+    closure,
+    grad_at,
+    model64,
+    reference_run,
+    run,
+    sam_point,
+)
 
 STEPS = batches(6)
 VARIANTS = ["gsam", "wsam", "looksam", "fsam", "random_sam", "sam_on"]
@@ -85,7 +95,7 @@ def test_every_variant_works_under_a_grad_scaler(name):
     for x, y in STEPS:
         oa.step(closure(oa, a, x, y))
 
-        def scaled():
+        def scaled(x=x, y=y):
             ob.zero_grad(set_to_none=True)
             loss = F.cross_entropy(b(x), y)
             scaler.scale(loss).backward()

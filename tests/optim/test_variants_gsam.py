@@ -7,7 +7,18 @@ from samlens.errors import ConfigError
 from samlens.optim import SAM, build_optimizer
 from samlens.optim.gsam import GSAM
 
-from .variant_refs import BASES, axpy, batches, check_resume, dot, grad_at, model64, reference_run, run, sam_point
+from .variant_refs import (
+    BASES,
+    axpy,
+    batches,
+    check_resume,
+    dot,
+    grad_at,
+    model64,
+    reference_run,
+    run,
+    sam_point,
+)
 
 STEPS = batches(6)
 

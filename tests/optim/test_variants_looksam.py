@@ -80,8 +80,9 @@ def test_looksam_manual_form_equals_closure_form():
         if ob.first_step():
             F.cross_entropy(b(x), y).backward()
             ob.second_step(zero_grad=True)
-    assert torch.equal(torch.cat([p.reshape(-1) for p in a.parameters()]),
-                       torch.cat([p.reshape(-1) for p in b.parameters()]))
+    assert torch.equal(
+        torch.cat([p.reshape(-1) for p in a.parameters()]), torch.cat([p.reshape(-1) for p in b.parameters()])
+    )
 
 
 def test_looksam_resume_on_a_reuse_step_is_bit_identical():

@@ -68,14 +68,16 @@ def test_wsam_gamma_zero_is_the_base_optimizer():
         torch.nn.functional.cross_entropy(a(x), y).backward()
         base.step()
     wsam = WSAM(BASES["adamw"](b.parameters()), rho=0.05, gamma=0.0, decouple=False, model=b)
-    assert (run(wsam, b, STEPS) - torch.cat([p.detach().reshape(-1) for p in a.parameters()])).abs().max() < 1e-12
+    plain = torch.cat([p.detach().reshape(-1) for p in a.parameters()])
+    assert (run(wsam, b, STEPS) - plain).abs().max() < 1e-12
 
 
 @pytest.mark.parametrize("decouple", [True, False])
 def test_wsam_resume_is_bit_identical(decouple):
     def make():
         model = model64()
-        return model, WSAM(BASES["sgd_momentum"](model.parameters()), rho=0.05, decouple=decouple, model=model)
+        base = BASES["sgd_momentum"](model.parameters())
+        return model, WSAM(base, rho=0.05, decouple=decouple, model=model)
 
     check_resume(make, batches(6))
 

@@ -25,7 +25,8 @@ def batches(n: int, size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
     out = []
     for i in range(n):
         g = torch.Generator().manual_seed(100 + i)
-        out.append((torch.randn(size, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (size,), generator=g)))
+        x = torch.randn(size, 6, generator=g, dtype=torch.float64)
+        out.append((x, torch.randint(0, 3, (size,), generator=g)))
     return out
 
 
@@ -102,7 +103,7 @@ def roundtrip(obj):
 
 
 def check_resume(make, steps, lr_at=None):
-    """n steps straight vs n/2, a torch.save/load(weights_only=True) round trip into fresh objects, n/2 more."""
+    """n steps straight vs n/2, a save/load(weights_only=True) round trip into fresh objects, n/2 more."""
     model_a, opt_a = make()
     straight = run(opt_a, model_a, steps, lr_at)
     half = len(steps) // 2
