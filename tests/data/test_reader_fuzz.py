@@ -115,7 +115,9 @@ def test_waterbirds_mutated_metadata(waterbirds_fixture, tmp_path_factory, data)
         labels, others = ds.labels(split), ds.others(split)
         assert set(labels.tolist()) <= {0, 1} and set(others.tolist()) <= {0, 1}
         total += len(labels)
-    rows = [n.split(",") for n in (root / "metadata.csv").read_text().splitlines()[1:] if n.strip()]
+    # Blank lines (a leading one too) are skipped before the header, as a CSV reader does.
+    lines = [n for n in (root / "metadata.csv").read_text().splitlines() if n.strip()]
+    rows = [n.split(",") for n in lines[1:]]
     assert total == len(rows)
     assert len({row[1] for row in rows}) == len(rows)  # no image twice
 

@@ -307,7 +307,15 @@ OPTIMIZERS = [
     "iw",
     "lr",
     "msam",
+    "gsam",
+    "wsam",
+    "looksam",
+    "fsam",
+    "random_sam",
+    "sam_on",
 ]
+# SAM-ON perturbs normalisation layers only: it needs a model that has some.
+_MODEL_FOR = {"sam_on": {"model.name": "small_cnn", "model.options": {"width": 2}}}
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -315,7 +323,9 @@ def test_every_optimizer_resumes_from_a_weights_only_checkpoint(tmp_path, name):
     import samlens.optim
 
     assert sorted(OPTIMIZERS) == sorted(samlens.optim.list_optimizers())  # keep this list complete
-    cfg = tiny_cfg(**{"optim.name": name, "train.epochs": 2, "train.checkpoint_every": 3})
+    cfg = tiny_cfg(
+        **{"optim.name": name, "train.epochs": 2, "train.checkpoint_every": 3, **_MODEL_FOR.get(name, {})}
+    )
     ref = run_experiment(cfg, tmp_path / "ref", quiet=True)
     resumed = tmp_path / "resumed"
     with pytest.raises(Interrupt):

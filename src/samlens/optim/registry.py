@@ -8,7 +8,7 @@ file and one line in ``_TABLE``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,14 @@ from torch import nn
 
 from samlens.errors import ConfigError
 from samlens.optim.decomposition import Decomposition
+from samlens.optim.fsam import FriendlySAM
+from samlens.optim.gsam import GSAM
+from samlens.optim.looksam import LookSAM
 from samlens.optim.per_example import MicroBatchSAM
+from samlens.optim.random_sam import RandomSAM, sam_on_selection
 from samlens.optim.sam import SAM
 from samlens.optim.wrapper import BASE_OPTIMIZERS, build_base
+from samlens.optim.wsam import WSAM
 from samlens.registry import Registry
 
 _BASE_KEYS = ("lr", "momentum", "weight_decay", "betas", "nesterov")
@@ -32,6 +37,8 @@ class OptimInfo:
 
     cls: type[torch.optim.Optimizer] | None
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    #: A parameter-subset preset: may set ``params_to_perturb`` in the options, or refuse the model.
+    select: Callable[[nn.Module, dict[str, Any]], None] | None = None
 
 
 _TABLE: dict[str, OptimInfo] = {
@@ -46,6 +53,13 @@ _TABLE: dict[str, OptimInfo] = {
     # LSAM through the decomposition's code path, so the four rows of its table differ in nothing else.
     "lsam_decomposed": OptimInfo(Decomposition, {"variant": "lsam"}),
     "msam": OptimInfo(MicroBatchSAM),
+    # The SAM family beyond the paper (docs/optimizer.md): each one class on the perturbation core.
+    "gsam": OptimInfo(GSAM),
+    "wsam": OptimInfo(WSAM),
+    "looksam": OptimInfo(LookSAM),
+    "fsam": OptimInfo(FriendlySAM),
+    "random_sam": OptimInfo(RandomSAM),
+    "sam_on": OptimInfo(SAM, {"geometry": "sam"}, select=sam_on_selection),
 }
 
 OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
@@ -81,6 +95,8 @@ def build_optimizer(name: str, model: nn.Module, **options: Any) -> torch.optim.
     cls, options = info.cls, {**info.fixed, **options}
     if name == "lsam":
         cls, options = _lsam(model, options)
+    if info.select is not None:
+        info.select(model, options)
     base_opt = build_base(model.parameters(), base, **base_options)
     try:
         return cls(base_optimizer=base_opt, model=model, **options)
