@@ -20,6 +20,7 @@ from samlens.data.real.common import (
     require_dir,
     require_rows,
     split_halves,
+    str_column,
 )
 from samlens.data.registry import register_dataset
 from samlens.errors import ConfigError, DatasetFormatError
@@ -68,7 +69,7 @@ def _read_attributes(folder: Path) -> tuple[Path, list[str], list[str], np.ndarr
                 f"{csv}: no attribute columns; expected image_id plus 40 columns of -1/1"
             )
         values = np.stack([int_column(table, a, (-1, 1), csv) for a in attributes], axis=1)
-        names = table["image_id"].astype(str).tolist()
+        names = str_column(table, "image_id", csv)
         check_unique(csv, names)
         return csv, attributes, names, values.astype(np.int64)
     raise DatasetFormatError(f"{txt}: file not found; expected list_attr_celeba.txt (or the Kaggle .csv)")
@@ -88,7 +89,7 @@ def _read_partition(folder: Path) -> tuple[Path, dict[str, int]]:
     if csv.is_file():
         table = read_csv(csv, ["image_id", "partition"])
         codes = int_column(table, "partition", (0, 1, 2), csv)
-        return csv, dict(zip(table["image_id"].astype(str), codes.tolist()))
+        return csv, dict(zip(str_column(table, "image_id", csv), codes.tolist()))
     raise DatasetFormatError(f"{txt}: file not found; expected list_eval_partition.txt (or the Kaggle .csv)")
 
 

@@ -84,6 +84,18 @@ def read_csv(path: Path, columns: Sequence[str], **kwargs) -> pd.DataFrame:
     return table
 
 
+def str_column(table: pd.DataFrame, column: str, path: Path) -> list[str]:
+    """A column of file names or ids: every value present and non-empty, else a one-line error
+    naming the file and the CSV line (pandas reads an empty field as NaN, not as "")."""
+    values = table[column].tolist()
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not value.strip():
+            if isinstance(value, (int, float)) and value == value:  # a number, e.g. an integer id
+                continue
+            raise DatasetFormatError(f"{path}: column {column} is empty on data row {i + 1}")
+    return [str(v) for v in values]
+
+
 def check_unique(path: Path, names: Sequence[str]) -> None:
     """Each image listed once: a repeated id would silently weight one image twice."""
     seen: set[str] = set()

@@ -20,6 +20,7 @@ from samlens.data.real.common import (
     require_file,
     require_rows,
     split_halves,
+    str_column,
 )
 from samlens.data.registry import register_dataset
 
@@ -49,7 +50,7 @@ def waterbirds(
     place = int_column(table, "place", (0, 1), meta_path)
     split = int_column(table, "split", (0, 1, 2), meta_path)
     require_rows(meta_path, split, "split")
-    names = table["img_filename"].astype(str).tolist()
+    names = str_column(table, "img_filename", meta_path)
     check_unique(meta_path, names)
     check_files_exist(folder, names, meta_path)
     train_tf, eval_tf = photo_transforms(image_size, "resize-center", "rrc")
