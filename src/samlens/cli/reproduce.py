@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 COMMAND = "reproduce"
 HELP = "Run a paper experiment or its offline stand-in (configs/paper) and write its report."
@@ -15,7 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output directory (default: runs/reproduce/NAME[_quick])")
     parser.add_argument("--quick", action="store_true", help="a reduced grid for CI (2 seeds, tiny runs)")
     parser.add_argument("--launcher", default="local", help="sweep launcher: local, ray or slurm")
-    parser.add_argument("--workers", type=int, default=1, help="runs at the same time (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs at the same time, one torch thread each (default: the number of cores)",
+    )
 
 
 def list_table() -> str:
