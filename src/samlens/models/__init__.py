@@ -6,7 +6,7 @@
 
 import importlib.util
 
-from samlens.models import mlp, resnet, small_cnn, toy  # noqa: F401  (registration)
+from samlens.models import mlp, paper_cnn, resnet, small_cnn, toy  # noqa: F401  (registration)
 from samlens.models.registry import MODELS, FeatureModel, get_model, list_models
 
 # Pretrained torchvision/EfficientNet models live in their own module (optional dependencies).
