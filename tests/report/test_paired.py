@@ -30,17 +30,37 @@ def _run(root, name, config, metrics, epochs=()):
 def _sweep(root, sam1_loss=1.3):
     for s in SGD:
         base = {"optim.name": "sgd", "optim.rho": 0.05, "train.seed": s, "data.options.shuffle_easy": False}
-        _run(root, f"sgd{s}", base, {"probe_acc_label": SGD[s], "probe_acc_other": 0.99, "train_loss": 0.05},
-             [(1, SGD[s] - 0.02), (2, SGD[s])])
-        _run(root, f"sam{s}", {**base, "optim.name": "sam", "optim.rho": 0.5},
-             {"probe_acc_label": SAM[s], "probe_acc_other": 0.98, "train_loss": 0.10},
-             [(1, SAM[s]), (2, SAM[s])])
-        _run(root, f"sam1_{s}", {**base, "optim.name": "sam", "optim.rho": 1.0},
-             {"probe_acc_label": 0.70 if s == 0 else 0.5, "probe_acc_other": 0.5,
-              "train_loss": 0.2 if s == 0 else sam1_loss})
+        _run(
+            root,
+            f"sgd{s}",
+            base,
+            {"probe_acc_label": SGD[s], "probe_acc_other": 0.99, "train_loss": 0.05},
+            [(1, SGD[s] - 0.02), (2, SGD[s])],
+        )
+        _run(
+            root,
+            f"sam{s}",
+            {**base, "optim.name": "sam", "optim.rho": 0.5},
+            {"probe_acc_label": SAM[s], "probe_acc_other": 0.98, "train_loss": 0.10},
+            [(1, SAM[s]), (2, SAM[s])],
+        )
+        _run(
+            root,
+            f"sam1_{s}",
+            {**base, "optim.name": "sam", "optim.rho": 1.0},
+            {
+                "probe_acc_label": 0.70 if s == 0 else 0.5,
+                "probe_acc_other": 0.5,
+                "train_loss": 0.2 if s == 0 else sam1_loss,
+            },
+        )
         _run(root, f"floor{s}", {**base, "headroom": "floor"}, {"probe_acc_label": FLOOR + 0.01 * (s - 1)})
-        _run(root, f"ceil{s}", {**base, "data.options.shuffle_easy": True},
-             {"probe_acc_label": CEILING, "train_loss": 0.3})
+        _run(
+            root,
+            f"ceil{s}",
+            {**base, "data.options.shuffle_easy": True},
+            {"probe_acc_label": CEILING, "train_loss": 0.3},
+        )
 
 
 def test_paired_delta_se_and_positive_count_match_a_hand_computation():

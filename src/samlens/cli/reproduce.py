@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 COMMAND = "reproduce"
 HELP = "Run a paper experiment or its offline stand-in (configs/paper) and write its report."
@@ -19,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
+        default=None,
         help="runs at the same time, one torch thread each (default: the number of cores)",
     )
 
@@ -50,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher not in launchers.LAUNCHERS:
         names = ", ".join(launchers.LAUNCHERS.names())
         raise ConfigError(f"unknown launcher {args.launcher!r}; valid choices: {names}")
+    if args.workers is None:
+        from samlens.train.distributed import available_cores
+
+        args.workers = available_cores()
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     result = reproduce(

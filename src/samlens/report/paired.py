@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from samlens.report.headroom import CEILING, FLOOR, HARD_FEATURE, role
+from samlens.report.headroom import FLOOR, HARD_FEATURE, role
 from samlens.report.load import Run, scalar_metrics
 from samlens.report.tables import OPTIM_KEY, PLAIN_OPTIMIZERS, RHO_KEY, finished, varying_keys
 
@@ -282,10 +282,19 @@ def summary_rows(settings: Sequence[Setting]) -> list[dict[str, Any]]:
             common = {"group": f"{setting.label} | {r.label}" if setting.label else r.label}
             if r.delta is not None:
                 d = r.delta.delta
-                rows.append({**common, "metric": f"paired_delta_{HARD_FEATURE}", "mean": d.mean, "se": d.se,
-                             "n": d.n})
-                rows.append({**common, "metric": "paired_positive", "mean": r.delta.positive, "se": math.nan,
-                             "n": d.n})
-            rows.append({**common, "metric": "failed_fit", "mean": len(r.failed), "se": math.nan,
-                         "n": r.runs})
+                rows.append(
+                    {**common, "metric": f"paired_delta_{HARD_FEATURE}", "mean": d.mean, "se": d.se, "n": d.n}
+                )
+                rows.append(
+                    {
+                        **common,
+                        "metric": "paired_positive",
+                        "mean": r.delta.positive,
+                        "se": math.nan,
+                        "n": d.n,
+                    }
+                )
+            rows.append(
+                {**common, "metric": "failed_fit", "mean": len(r.failed), "se": math.nan, "n": r.runs}
+            )
     return rows

@@ -37,8 +37,11 @@ def rho_curve(settings: Sequence[Setting]) -> Figure | None:
     fig = Figure(figsize=(5.5 * len(drawable), 4.2), layout="constrained")
     axes = fig.subplots(1, len(drawable), squeeze=False)[0]
     for ax, setting in zip(axes, drawable):
-        for kind, color, name in (("floor", "0.5", "floor"), ("ceiling", "tab:green", "ceiling"),
-                                  ("baseline", "tab:blue", "SGD")):
+        for kind, color, name in (
+            ("floor", "0.5", "floor"),
+            ("ceiling", "tab:green", "ceiling"),
+            ("baseline", "tab:blue", "SGD"),
+        ):
             row = setting.row(kind)
             if row is not None and row.hard.n:
                 _band(ax, row, color, name)
@@ -49,14 +52,26 @@ def rho_curve(settings: Sequence[Setting]) -> Figure | None:
         ax.errorbar(x, y, yerr=e, marker="o", capsize=3, color="tab:red", label="SAM")
         for r in sam:
             if r.failed:
-                ax.annotate(f"{len(r.failed)} failed", (r.rho, r.hard.mean), fontsize=7,
-                            textcoords="offset points", xytext=(4, -10))
+                ax.annotate(
+                    f"{len(r.failed)} failed",
+                    (r.rho, r.hard.mean),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(4, -10),
+                )
         markers = iter("s^vDP")
         for r in setting.rows:
             if r.kind == "treatment" and r.optimizer != "sam" and r.rho and r.hard.n:
                 se = 0.0 if math.isnan(r.hard.se) else r.hard.se
-                ax.errorbar([r.rho], [r.hard.mean], yerr=[se], marker=next(markers, "o"), ls="none",
-                            capsize=3, label=r.label)
+                ax.errorbar(
+                    [r.rho],
+                    [r.hard.mean],
+                    yerr=[se],
+                    marker=next(markers, "o"),
+                    ls="none",
+                    capsize=3,
+                    label=r.label,
+                )
         ax.set_xscale("log")
         ax.set_xlabel("ρ (log scale)")
         ax.set_ylabel("hard-feature probe accuracy")

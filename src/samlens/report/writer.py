@@ -18,9 +18,8 @@ with require("report"):
 import yaml
 
 from samlens.errors import ConfigError
-from samlens.report import figures
+from samlens.report import figures, paired, rho_curve
 from samlens.report import headroom as headroom_mod
-from samlens.report import paired, rho_curve
 from samlens.report.load import Run, load_runs
 from samlens.report.render import Block, to_html, to_markdown
 from samlens.report.tables import (
@@ -199,7 +198,9 @@ def _replace_into(staging: Path, out_dir: Path, stems: list[str]) -> None:
             for ext in (".png", ".pdf"):
                 os.replace(staging / FIGURES / f"{stem}{ext}", fig_out / f"{stem}{ext}")
     # Figures a previous report drew but this one does not would be stale evidence.
-    for stem in ("headroom", "rho_curve", "delta_curves", "probe_vs_rho", "probe_curves", "group_accuracy", "lorenz"):
+    stale = ("headroom", "rho_curve", "delta_curves", "probe_vs_rho", "probe_curves")
+    stale += ("group_accuracy", "lorenz")
+    for stem in stale:
         if stem not in stems:
             for ext in (".png", ".pdf"):
                 (fig_out / f"{stem}{ext}").unlink(missing_ok=True)

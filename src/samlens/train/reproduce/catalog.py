@@ -27,7 +27,8 @@ class Reproduction:
     ``--data-dir`` must hold. ``quick_base`` are dotted overrides applied to every point under
     ``--quick``; ``quick_grid`` replaces the values of grid keys (in every sub-grid that has the
     key); ``quick_subgrids`` (when > 0) keeps only that many leading sub-grids under ``--quick``
-    (the SGD-vs-SAM ones, so CI skips the extra optimizers). ``hard_only``: the dataset has ``shuffle_easy``, so the grid gets a hard-only ceiling
+    (the SGD-vs-SAM ones, so CI skips the extra optimizers).
+    ``hard_only``: the dataset has ``shuffle_easy``, so the grid gets a hard-only ceiling
     (``samlens.train.reproduce.headroom``); every grid gets an untrained floor.
     """
 
