@@ -84,8 +84,10 @@ def main() -> None:
         "dfr_mild": lambda e: run_dfr(e, train, make(args.n, args.dim, 3), test),
     }
     omp = os.environ.get("OMP_NUM_THREADS", "unset")
-    print(f"n={args.n} dim={args.dim} torch threads={args.threads} OMP_NUM_THREADS={omp} "
-          f"repeats={args.repeats} (median time)")
+    print(
+        f"n={args.n} dim={args.dim} torch threads={args.threads} OMP_NUM_THREADS={omp} "
+        f"repeats={args.repeats} (median time)"
+    )
     print("accuracy: test accuracy (probe), test worst-group accuracy (dfr)")
     # CPU seconds beside wall seconds: on a shared machine the wall time mostly measures the
     # other jobs, while process CPU time (one thread) follows the work done.

@@ -1,86 +1,81 @@
-import pytest
-import yaml
+import math
+from importlib import resources
 
-from samlens.cli.demo import DEFAULTS, DEMO_CONFIG, demo_configs, summarize
+import pytest
+
+from samlens.cli.demo import CAVEAT, HEADLINE_RHO, RHOS, decide, demo_configs, summarize
 from samlens.cli.main import main
-from samlens.report.verdict import Estimate, binomial_se, estimate, judge
-from samlens.rundir import read_results, run_status
+from samlens.report.paired import Paired, Row, Setting, Stat
+from samlens.rundir import run_status
 from samlens.train.config import derive_seed, flatten_config
 
 
 def test_demo_configs_are_paired_and_the_ceiling_differs_only_in_the_data():
     cfgs = demo_configs(seed=3)
-    assert cfgs["sgd"].optim.name == "sgd" and cfgs["sam"].optim.name == "sam"
-    assert derive_seed(cfgs["sgd"]) == derive_seed(cfgs["sam"])
-    assert cfgs["sgd"].data == cfgs["sam"].data and cfgs["sgd"].train == cfgs["sam"].train
-    ceiling, sgd = flatten_config(cfgs["ceiling"]), flatten_config(cfgs["sgd"])
+    assert set(cfgs) == {"sgd", "ceiling", *(f"sam_rho{r:g}" for r in RHOS)}
+    sgd = cfgs["sgd"]
+    for rho in RHOS:
+        sam = cfgs[f"sam_rho{rho:g}"]
+        assert sam.optim.name == "sam" and sam.optim.rho == rho and sgd.optim.name == "sgd"
+        assert derive_seed(sgd) == derive_seed(sam)  # same initialisation and data order
+        assert sgd.data == sam.data and sgd.train == sam.train
+    ceiling, flat = flatten_config(cfgs["ceiling"]), flatten_config(sgd)
     assert ceiling.pop("data.options.shuffle_easy") is True
-    assert {k: v for k, v in ceiling.items() if k != "name"} == {k: v for k, v in sgd.items() if k != "name"}
+    assert {k: v for k, v in ceiling.items() if k != "name"} == {k: v for k, v in flat.items() if k != "name"}
 
 
-def test_builtin_defaults_equal_the_demo_config_file():
-    flat = flatten_config(demo_configs()["sgd"])
-    data = yaml.safe_load(DEMO_CONFIG.read_text())
-    for key, value in DEFAULTS.items():
-        if key == "name":
-            assert data["name"] == value
-        elif isinstance(value, dict):
-            assert all(flat[f"{key}.{k}"] == v for k, v in value.items()), key
-        else:
-            assert flat[key] == value, key
+def test_the_demo_config_ships_inside_the_package():
+    assert (resources.files("samlens.cli") / "demo.yaml").is_file()
+    assert demo_configs()["sgd"].train.epochs == 5 and HEADLINE_RHO in RHOS
 
 
-def _finals(values, n_test=400):
-    return [
-        {"probe_acc_label": v, "probe_acc_other": 0.99, "test_acc": 0.9, "n_test": n_test} for v in values
-    ]
+def test_the_paired_interval_decides_the_wording():
+    assert decide(0.020, 0.009) == "supports"  # 0.020 - 0.018 > 0
+    assert decide(0.020, 0.011) == "inconclusive"
+    assert decide(-0.030, 0.010) == "contradicts"  # -0.030 + 0.020 < 0
+    assert decide(0.05, math.nan) == "inconclusive"  # one seed: no SE of the differences
 
 
-def test_summary_table_has_four_rows_and_the_verdict_matches_the_numbers():
-    cfgs = demo_configs()
-    finals = {
-        "floor": _finals([0.70, 0.72, 0.71]),
-        "ceiling": _finals([0.90, 0.92, 0.91]),
-        "sgd": _finals([0.75, 0.77, 0.76]),
-        "sam": _finals([0.80, 0.84, 0.82]),
-    }
-    table, verdict = summarize(finals, cfgs)
-    rows = [line for line in table.splitlines()[2:]]
-    assert [r.split("|")[1].strip() for r in rows] == [
-        "untrained (floor)",
-        "hard-only (ceiling)",
-        "SGD",
-        f"SAM ρ={cfgs['sam'].optim.rho:g}",
-    ]
-    assert "| SGD | 0.760 ± 0.006 | 25% |" in table  # (0.76 − 0.71) / (0.91 − 0.71)
-    assert "| untrained (floor) | 0.710 ± 0.006 | 0% |" in table
-    want = judge(
-        estimate([0.70, 0.72, 0.71]),
-        estimate([0.90, 0.92, 0.91]),
-        estimate([0.75, 0.77, 0.76]),
-        estimate([0.80, 0.84, 0.82]),
-        treatment_name=f"SAM ρ={cfgs['sam'].optim.rho:g}",
+def _row(label, kind, hard, rho=None, delta=None, fraction=float("nan"), failed=()):
+    return Row(
+        label,
+        kind,
+        rho,
+        Stat(hard, 0.004, 3),
+        Stat(0.99, 0.001, 3),
+        Stat(0.05, 0.01, 3),
+        delta,
+        fraction,
+        3,
+        failed,
+        kind if kind in ("floor", "ceiling", "baseline") else "treatment",
     )
-    assert verdict == want and verdict.status == "reproduces"
 
 
-def test_one_seed_uses_the_binomial_se():
-    finals = {
-        k: _finals([v], n_test=400)
-        for k, v in [("floor", 0.9), ("ceiling", 0.93), ("sgd", 0.91), ("sam", 0.92)]
-    }
-    table, verdict = summarize(finals, demo_configs())
-    se = binomial_se(0.91, 400)
-    assert f"| SGD | 0.910 ± {se:.3f} |" in table and "binomial SE" in table
-    # range 0.03 < 3 × 0.0143: the claim cannot be tested with one seed of these numbers
-    assert verdict.status == "cannot test the claim"
+def test_summary_table_and_sentence_from_a_paired_setting():
+    setting = Setting(
+        "",
+        [
+            _row("untrained (floor)", "floor", 0.61, fraction=0.0),
+            _row("hard-only (ceiling)", "ceiling", 0.80, fraction=1.0),
+            _row("SGD", "baseline", 0.64, fraction=0.158),
+            _row("SAM ρ=0.2", "sam", 0.645, 0.2, Paired(Stat(0.005, 0.004, 3), 2, (0, 1, 2)), 0.184),
+            _row("SAM ρ=0.5", "sam", 0.66, 0.5, Paired(Stat(0.020, 0.006, 3), 3, (0, 1, 2)), 0.263),
+        ],
+    )
+    table, status, sentence = summarize(setting)
+    assert "| SAM ρ=0.5 | 0.660 ± 0.004 | +0.020 ± 0.006 | 3/3 | 26% | 3/3 |" in table
+    assert "| SGD | 0.640 ± 0.004 | – | – | 16% | 3/3 |" in table
+    assert status == "supports"  # 0.020 - 2 x 0.006 > 0
+    assert "[+0.008, +0.032]" in sentence and "16% → 26%" in sentence and CAVEAT in sentence
+    assert sentence.count(".") >= 1 and "\n" not in sentence
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--epochs", "1", "--seeds", "1", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--seeds", "2", "--quiet"]) == 0
     printed = capsys.readouterr().out
     table = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
     assert [row.split("|")[1].strip() for row in table[1:]] == [
@@ -88,27 +83,27 @@ def test_demo_end_to_end(tmp_path, capsys):
         "hard-only (ceiling)",
         "SGD",
         "SAM ρ=0.2",
+        "SAM ρ=0.5",
     ]
-    finals = {}
-    for name in ("floor", "sgd", "sam", "ceiling"):
-        run_dir = out / "runs" / "seed0" / name
-        assert run_status(run_dir) == "done"
-        final = [e for e in read_results(run_dir) if e["event"] == "final"][-1]["metrics"]
-        assert 0.5 <= final["probe_acc_label"] <= 1 and 0.5 <= final["probe_acc_other"] <= 1
-        finals[name] = Estimate(
-            final["probe_acc_label"], binomial_se(final["probe_acc_label"], final["n_test"]), 1
-        )
-    # The sentence is the verdict module's on the recorded numbers.
-    want = judge(finals["floor"], finals["ceiling"], finals["sgd"], finals["sam"], treatment_name="SAM ρ=0.2")
-    assert f"{want.status}: {want.sentence}" in printed
+    for seed in (0, 1):
+        for name in ("floor", "sgd", "sam_rho0.2", "sam_rho0.5", "ceiling"):
+            assert run_status(out / "runs" / f"seed{seed}" / name) == "done"
+    assert any(printed.count(f"\n{w}: At ρ=0.5") == 1 for w in ("supports", "contradicts", "inconclusive"))
     report = (out / "report" / "report.md").read_text()
-    assert "Headroom" in report and (out / "report" / "figures" / "headroom.png").is_file()
+    assert "Paired comparison with SGD" in report
+    assert (out / "report" / "figures" / "rho_curve.png").is_file()
 
 
 def test_bad_demo_arguments_are_one_line_errors(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--seeds", "0"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "samlens demo: error: --seeds must be >= 1, got 0"
+    for argv, message in [
+        (["--seeds", "0"], "--seeds must be in [1, inf), got 0"),
+        (["--rho", "a,b"], "--rho must be comma-separated numbers"),
+        (["--rho", "-1"], "must be in [0, inf)"),
+        (["--workers", "0"], "--workers must be in [1, inf), got 0"),
+    ]:
+        assert main(["demo", "--out", str(tmp_path / "d"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("samlens demo: error: ") and message in err, err
     assert not (tmp_path / "d").exists()
 
 

@@ -40,6 +40,12 @@ def test_grid_expands_with_sgd_sam_rho_grid_and_seeds(name, tmp_path):
     assert len(seeds) >= 3
     if name == "mechanism":
         assert optims == {"sgd", "lsam", "iw", "lr"}
+    elif name.endswith("_conditions"):
+        # One radius; the conditions vary instead: correlation x epochs x architecture.
+        conditions = {
+            (p.config.data.options["correlation"], p.config.train.epochs, p.config.model.name) for p in points
+        }
+        assert len(conditions) == 3 * 2 * 2 and optims == {"sgd", "sam"}
     else:
         # DomainBed's published baseline is plain Adam (the base SAM wraps there).
         baseline = "adam" if name.startswith("domainbed_") else "sgd"
@@ -50,6 +56,7 @@ def test_grid_expands_with_sgd_sam_rho_grid_and_seeds(name, tmp_path):
     settings = {}
     for p in points:
         key = (p.config.optim.name, p.config.optim.rho, p.config.data.options.get("test_domain"))
+        key += (p.config.data.options.get("correlation"), p.config.train.epochs, p.config.model.name)
         settings.setdefault(key, set()).add(p.config.train.seed)
     assert all(s == seeds for s in settings.values())
 

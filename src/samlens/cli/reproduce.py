@@ -15,7 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output directory (default: runs/reproduce/NAME[_quick])")
     parser.add_argument("--quick", action="store_true", help="a reduced grid for CI (2 seeds, tiny runs)")
     parser.add_argument("--launcher", default="local", help="sweep launcher: local, ray or slurm")
-    parser.add_argument("--workers", type=int, default=1, help="runs at the same time (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs at the same time, one torch thread each (default: the number of cores)",
+    )
 
 
 def list_table() -> str:
@@ -44,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher not in launchers.LAUNCHERS:
         names = ", ".join(launchers.LAUNCHERS.names())
         raise ConfigError(f"unknown launcher {args.launcher!r}; valid choices: {names}")
+    if args.workers is None:
+        from samlens.train.distributed import available_cores
+
+        args.workers = available_cores()
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     result = reproduce(

@@ -28,7 +28,9 @@ def balanced_subsets(train: Features, test: Features, seed: int) -> tuple[Featur
     return train.subset(tr), test.subset(te)
 
 
-def balanced_probe(train: Features, test: Features, *, engine: str = "torch", seed: int = 0) -> dict:
+def balanced_probe(
+    train: Features, test: Features, *, engine: str = "torch", seed: int = 0, cv_repeats: int = 1
+) -> dict:
     """Probe accuracy of the label (A) and of the other attribute (B) on balanced splits.
 
     Spec §5: balance the (A, B) cells of probe-train and probe-test, standardise with
@@ -36,6 +38,7 @@ def balanced_probe(train: Features, test: Features, *, engine: str = "torch", se
     chosen by 5-fold stratified CV on probe-train, and score on balanced probe-test.
     Returns ``probe_acc_<t>``, ``balanced_acc_<t>``, ``per_group_acc_<t>``, ``C_<t>`` and
     ``cv_acc_<t>`` for t in (label, other), plus ``n_train``/``n_test`` (balanced sizes).
+    ``cv_repeats`` > 1 averages the CV accuracy that picks C over that many fold splits.
     """
     check_same_dim(train=train, test=test)
     btrain, btest = balanced_subsets(train, test, seed)
@@ -43,7 +46,13 @@ def balanced_probe(train: Features, test: Features, *, engine: str = "torch", se
     for target in TARGETS:
         y_tr, y_te = btrain.target(target), btest.target(target)
         fit = cv_logistic_probe(
-            btrain.features, y_tr, btest.features, engine=engine, seed=seed, what=f"probe target {target!r}"
+            btrain.features,
+            y_tr,
+            btest.features,
+            engine=engine,
+            seed=seed,
+            what=f"probe target {target!r}",
+            repeats=cv_repeats,
         )
         out[f"probe_acc_{target}"] = mean_accuracy(y_te, fit.test_pred)
         out[f"balanced_acc_{target}"] = balanced_accuracy(y_te, fit.test_pred)

@@ -238,7 +238,7 @@ def headroom(found: Sequence[Any]) -> Figure | None:
     ``found`` is :func:`samlens.report.headroom.analyse`'s output. Runs of the same seed are
     joined across the bars, since paired runs share their initialisation and data order.
     """
-    from samlens.report.headroom import HARD_FEATURE
+    from samlens.report.roles import HARD_FEATURE
 
     if not found:
         return None

@@ -25,12 +25,11 @@ with require("report"):
     import pandas as pd
 
 from samlens.report.load import Run, load_runs, scalar_metrics
-from samlens.report.roles import CEILING, FLOOR, ROLE_KEY
+from samlens.report.roles import CEILING, FLOOR, HARD_FEATURE, ROLE_KEY
 from samlens.report.tables import PLAIN_OPTIMIZERS, finished, group_runs, varying_keys
 from samlens.report.verdict import Estimate, Verdict, estimate, judge
 
 #: The hard feature is the label attribute of every stand-in.
-HARD_FEATURE = "probe_acc_label"
 FRACTION = "fraction_of_range"
 
 

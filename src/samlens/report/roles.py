@@ -17,6 +17,8 @@ CEILING = "hard-only (ceiling)"
 FLOOR_MARK = "headroom"
 #: Data option of the stand-ins that shuffles the easy block across training examples.
 HARD_ONLY_KEY = "data.options.shuffle_easy"
+#: The metric every headroom and paired comparison is about: probe accuracy of the hard feature.
+HARD_FEATURE = "probe_acc_label"
 
 
 def role(config: dict[str, Any]) -> str | None:

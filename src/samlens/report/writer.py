@@ -18,7 +18,7 @@ with require("report"):
 import yaml
 
 from samlens.errors import ConfigError
-from samlens.report import figures
+from samlens.report import figures, paired, rho_curve
 from samlens.report import headroom as headroom_mod
 from samlens.report.load import Run, load_runs
 from samlens.report.render import Block, to_html, to_markdown
@@ -138,15 +138,29 @@ def build_report(root: Path, runs: list[Run], fig_dir: Path) -> tuple[list[Block
     group_names = next((r.meta.get("group_names") for r in runs if r.meta.get("group_names")), None)
     tables = _metric_tables(summary, group_names)
     blocks += headroom_mod.blocks(found)
+    settings = paired.analyse(runs)
+    blocks += paired.blocks(settings)
     blocks += tables or [("p", "No run has final results yet.")]
     if found:
         summary = pd.concat([summary, headroom_mod.summary_rows(found, keys)], ignore_index=True)
+    if settings:
+        summary = pd.concat([summary, pd.DataFrame(paired.summary_rows(settings))], ignore_index=True)
 
     drawn = [
         (
             "headroom",
             figures.headroom(found),
             "Hard-feature probe per optimizer with the untrained floor and the hard-only ceiling",
+        ),
+        (
+            "rho_curve",
+            rho_curve.rho_curve(settings),
+            "Hard-feature probe vs ρ (log axis) with the floor, ceiling and SGD as bands",
+        ),
+        (
+            "delta_curves",
+            rho_curve.delta_curves(runs),
+            "Paired hard-feature advantage over SGD per epoch (same seed)",
         ),
         (
             "probe_vs_rho",
@@ -184,7 +198,9 @@ def _replace_into(staging: Path, out_dir: Path, stems: list[str]) -> None:
             for ext in (".png", ".pdf"):
                 os.replace(staging / FIGURES / f"{stem}{ext}", fig_out / f"{stem}{ext}")
     # Figures a previous report drew but this one does not would be stale evidence.
-    for stem in ("headroom", "probe_vs_rho", "probe_curves", "group_accuracy", "lorenz"):
+    stale = ("headroom", "rho_curve", "delta_curves", "probe_vs_rho", "probe_curves")
+    stale += ("group_accuracy", "lorenz")
+    for stem in stale:
         if stem not in stems:
             for ext in (".png", ".pdf"):
                 (fig_out / f"{stem}{ext}").unlink(missing_ok=True)

@@ -26,7 +26,9 @@ class Reproduction:
     docs/reproduction.md and in each report). ``data_files`` (real datasets only) says what
     ``--data-dir`` must hold. ``quick_base`` are dotted overrides applied to every point under
     ``--quick``; ``quick_grid`` replaces the values of grid keys (in every sub-grid that has the
-    key). ``hard_only``: the dataset has ``shuffle_easy``, so the grid gets a hard-only ceiling
+    key); ``quick_subgrids`` (when > 0) keeps only that many leading sub-grids under ``--quick``
+    (the SGD-vs-SAM ones, so CI skips the extra optimizers).
+    ``hard_only``: the dataset has ``shuffle_easy``, so the grid gets a hard-only ceiling
     (``samlens.train.reproduce.headroom``); every grid gets an untrained floor.
     """
 
@@ -38,6 +40,7 @@ class Reproduction:
     quick_base: dict[str, Any] = field(default_factory=dict)
     quick_grid: dict[str, list[Any]] = field(default_factory=dict)
     hard_only: bool = False
+    quick_subgrids: int = 0
 
     @property
     def needs_data(self) -> bool:
@@ -46,6 +49,8 @@ class Reproduction:
 
 _QUICK_SEEDS = {"train.seed": [0, 1]}
 _QUICK_RHO = {"optim.rho": [0.05]}
+# Two radii, so a quick report still draws its rho curve.
+_QUICK_SWEEP_RHO = {"optim.rho": [0.1, 0.5]}
 _QUICK_TRAIN = {"train.epochs": 1, "probe.every": 0}
 _QUICK_IMAGES = {"data.options.train_per_class": 200, "data.options.eval_per_class": 100}
 
@@ -121,8 +126,29 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             claim="stand-in for CIFAR-MNIST with a wide floor-to-ceiling range; hypothesis: SAM raises "
             "the hard feature's (four Fashion tops) probe accuracy within that range",
             quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES, "data.options.probe_per_class": 250},
-            quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
             hard_only=True,
+            quick_subgrids=2,
+        ),
+        Reproduction(
+            name="fmnist_mnist",
+            file="fmnist_mnist.yaml",
+            claim="the paper's FMNIST-MNIST (5-class) on its CNN; hypothesis: SAM raises the hard "
+            "feature's (Fashion) probe accuracy, measured per rho as a paired difference from SGD",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
+            hard_only=True,
+            quick_subgrids=2,
+        ),
+        Reproduction(
+            name="fmnist_mnist_conditions",
+            file="fmnist_mnist_conditions.yaml",
+            claim="where SAM's effect on FMNIST-MNIST holds or vanishes; hypothesis: SAM's paired "
+            "advantage holds at easy-block correlation 1.0/0.95/0.9, 10 or 30 epochs, on both CNNs",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_grid={**_QUICK_SEEDS, "train.epochs": [1], "data.options.correlation": [0.9]},
+            hard_only=True,
+            quick_subgrids=1,
         ),
         Reproduction(
             name="textured_objects",

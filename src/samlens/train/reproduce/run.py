@@ -36,7 +36,8 @@ def default_out(name: str, quick: bool) -> Path:
 
 def quick_spec(spec: GridSpec, reproduction: Reproduction) -> GridSpec:
     """The reduced grid: quick overrides on every point, quick values for the listed grid keys."""
-    grids = [{k: list(reproduction.quick_grid.get(k, v)) for k, v in g.items()} for g in spec.grids]
+    kept = spec.grids[: reproduction.quick_subgrids] if reproduction.quick_subgrids else spec.grids
+    grids = [{k: list(reproduction.quick_grid.get(k, v)) for k, v in g.items()} for g in kept]
     base = {**spec.base_overrides, **reproduction.quick_base}
     return dataclasses.replace(spec, grids=grids, base_overrides=base)
 
