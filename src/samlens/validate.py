@@ -54,7 +54,7 @@ def check_real(
     Booleans are refused: YAML's ``yes``/``true`` must not silently become 1.0.
     """
     domain = _interval(low, high, low_open, high_open)
-    if isinstance(value, bool) or not isinstance(value, (Real, str)):
+    if isinstance(value, bool) or not isinstance(value, Real):
         raise ConfigError(f"{name} must be a number in {domain}, got {value!r}")
     try:
         x = float(value)
@@ -122,6 +122,13 @@ def check_eps(value: object, name: str = "eps") -> float:
 
 def check_fraction(name: str, value: object) -> float:
     return check_real(name, value, low=0.0, high=1.0)
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """One of ``choices``; otherwise a ``ConfigError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
+    return value
 
 
 def type_name(tp: Any) -> str:

@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from samlens.cli.main import main
-from samlens.train.reproduce import REPRODUCTIONS
+from samlens.reproduce import REPRODUCTIONS
 
 OFFLINE = [n for n, r in REPRODUCTIONS.items() if not r.needs_data]
 REAL = [n for n, r in REPRODUCTIONS.items() if r.needs_data]

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from synthetic import make_features
 
 from samlens.errors import ConfigError
-from samlens.probe import balanced_probe, dfr, torch_engine, transfer_probe
+from samlens.probe import balanced_probe, dfr, torch_engine, torch_l1, transfer_probe
 from samlens.probe.engine import get_engine
 from samlens.probe.linear import encode_classes
 from samlens.probe.sklearn_engine import l1_penalty
@@ -74,7 +74,7 @@ def test_l1_engines_agree_on_resampled_draws(dtype):
     rows = [np.sort(rng.choice(len(X), 500, replace=False)) for _ in range(4)]
     classes, Cs = np.array([0, 1]), np.full(4, 0.1)
     official = get_engine("sklearn").fit_l1(X, y, classes, rows, Cs, seed=0)
-    fast = torch_engine.fit_l1(X, y, classes, rows, Cs, dtype=dtype)
+    fast = torch_l1.fit_l1(X, y, classes, rows, Cs, dtype=dtype)
     # liblinear at its default tolerance is itself ~5e-3 (relative) from the optimum, so the
     # tight comparison is with liblinear run to convergence.
     tight = [
@@ -179,7 +179,7 @@ def test_l1_loss_matches_direct_computation_for_all_and_some_problems():
     f_ref = (w * (np.logaddexp(0.0, z) - yb * z)).sum(0)
     r = (1.0 / (1.0 + np.exp(-z)) - yb) * w
     g_ref = np.concatenate([r.T @ X, r.sum(0)[:, None]], 1)
-    loss = torch_engine._l1_loss(*(torch.tensor(a, dtype=torch.float64) for a in (X, w, yb)))
+    loss = torch_l1._l1_loss(*(torch.tensor(a, dtype=torch.float64) for a in (X, w, yb)))
     for idx in ([0, 1, 2], [2], [0, 2]):
         f, g = loss(torch.tensor(theta[idx]), torch.tensor(idx))
         np.testing.assert_allclose(f.numpy(), f_ref[idx], rtol=1e-12)

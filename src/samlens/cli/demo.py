@@ -66,8 +66,8 @@ def demo_configs(
     """``{"sgd": cfg, "sam_rho0.5": cfg, ..., "ceiling": cfg}``: the SAM configs differ from SGD's
     only in the optimizer and radius; the ceiling is the SGD config on hard-only data. The floor is
     the SGD config, untrained."""
+    from samlens.reproduce.headroom import ceiling_config
     from samlens.train.config import load_config
-    from samlens.train.reproduce.headroom import ceiling_config
 
     overrides: dict[str, Any] = {"train.seed": seed, **(extra or {})}
     if epochs is not None:
@@ -87,9 +87,9 @@ def run_task(config: dict[str, Any], run_dir: str, threads: int | None, imports:
     """The pool's worker: a ``floor`` directory is probed untrained, everything else trained."""
     import torch
 
+    from samlens.reproduce.headroom import write_floor
     from samlens.rundir import run_status
     from samlens.train.config import config_from_dict
-    from samlens.train.reproduce.headroom import write_floor
     from samlens.train.runner import run_experiment
 
     if threads:

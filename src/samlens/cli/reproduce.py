@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def list_table() -> str:
     """One line per reproduction: name, whether it needs --data-dir, and its claim."""
-    from samlens.train.reproduce import REPRODUCTIONS
+    from samlens.reproduce import REPRODUCTIONS
 
     width = max(len(n) for n in REPRODUCTIONS)
     lines = []
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("give a reproduction NAME or --list")
+    from samlens.reproduce import reproduce
     from samlens.train import launchers
-    from samlens.train.reproduce import reproduce
 
     if args.launcher not in launchers.LAUNCHERS:
         names = ", ".join(launchers.LAUNCHERS.names())

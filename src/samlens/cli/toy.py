@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from samlens.rundir import atomic_write_text
 from samlens.train.toy import (
     TOY_MODELS,
     TOY_OPTIMIZERS,
     ToyConfig,
-    run_study,
-    summarize,
     toy_config_from_options,
 )
 
@@ -72,62 +67,13 @@ def config_from_args(args: argparse.Namespace) -> ToyConfig:
     return toy_config_from_options({key: getattr(args, key) for key in CONFIG_OPTIONS})
 
 
-def _fmt(pair: tuple[float, float], digits: int = 3) -> str:
-    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
-
-
-def format_summary(rows: list[dict[str, Any]]) -> str:
-    """The summary table and one sentence per variant relative to SGD."""
-    head = f"{'optimizer':9s} {'n':>2s} {'|b_hard|/|b_easy| end':>22s} {'ratio @ matched loss':>26s} "
-    head += (
-        f"{'train loss':>16s} {'Gini lam':>16s} {'Gini lam~':>16s} {'probe easy':>14s} {'probe hard':>14s}"
-    )
-    lines = [head]
-    for r in rows:
-        matched = (
-            f"{_fmt(r['ratio_at_matched_loss'])} @{r['matched_loss']:g}" if "matched_loss" in r else "n/a"
-        )
-        lines.append(
-            f"{r['optimizer']:9s} {r['n']:2d} {_fmt(r['ratio']):>22s} {matched:>26s} {_fmt(r['loss']):>16s} "
-            f"{_fmt(r['gini_lambda']):>16s} {_fmt(r['gini_lambda_phantom']):>16s} "
-            f"{_fmt(r['probe_easy']):>14s} {_fmt(r['probe_hard']):>14s}"
-        )
-    sgd = next((r for r in rows if r["optimizer"] == "sgd"), None)
-    if sgd is not None:
-        for r in rows:
-            if r is sgd:
-                continue
-            words = []
-            for key, label in (("ratio", "final ratio"), ("ratio_at_matched_loss", "ratio at matched loss")):
-                if key in r and key in sgd and sgd[key][0] > 0:
-                    words.append(f"{label} x{r[key][0] / sgd[key][0]:.2f} vs SGD")
-            lines.append(f"{r['optimizer']}: " + "; ".join(words))
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
+    from samlens.reproduce.toy import write_toy_study
+
     cfg = config_from_args(args)
     torch.set_num_threads(max(1, args.threads))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = run_study(
-        cfg,
-        progress=lambda r: print(
-            f"  {r['optimizer']:5s} seed {r['seed']}: ratio {r['final']['ratio']:.4f}", flush=True
-        ),
-    )
-    rows = summarize(records)
-    lines = [json.dumps({k: v for k, v in r.items()}) for r in records]
-    atomic_write_text(out / "results.jsonl", "\n".join(lines) + "\n")
-    atomic_write_text(
-        out / "summary.json", json.dumps({"config": cfg.to_dict(), "summary": rows}, indent=2, default=str)
-    )
-    if not args.no_figures:
-        from samlens.report.mechanism_plots import plot_toy
-
-        plot_toy(records, out)
-    table = format_summary(rows)
-    atomic_write_text(out / "summary.txt", table + "\n")
+    table = write_toy_study(cfg, out, figures=not args.no_figures)
     print(table)
     print(
         f"wrote {out}/results.jsonl, summary.json, summary.txt"

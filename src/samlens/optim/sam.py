@@ -26,22 +26,23 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from samlens.optim.accumulation import accumulate
 from samlens.optim.batchnorm import BN_POLICIES, BufferSnapshot, running_buffers, snapshot
 from samlens.optim.geometry import DEFAULT_ETA, GEOMETRIES, compute_dtype, is_weight_tensor, widen
 from samlens.optim.perturbation import Perturbation, ascent_directions, inverse_norm
 from samlens.optim.rng import RNGState
+from samlens.optim.selection import ParamSelector, select_parameters
 from samlens.optim.wrapper import WrappedOptimizer, base_state_dict
+from samlens.validate import check_choice, check_positive_int, check_real, check_rho
 
 Closure = Callable[[], Tensor]
-ParamSelector = Iterable[Tensor] | Callable[[str, nn.Module], bool]
 NONFINITE_POLICIES = ("skip", "ignore")
-ACCUMULATION_MODES = ("per_micro_batch", "global")
 
 
 class SAM(WrappedOptimizer):
@@ -91,28 +92,14 @@ class SAM(WrappedOptimizer):
         max_grad_norm: float | None = None,
     ) -> None:
         super().__init__(base_optimizer)  # type checks; shares param_groups
-        if not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
-            raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
-        if geometry not in GEOMETRIES:
-            raise ValueError(f"unknown geometry {geometry!r}; valid choices: {', '.join(GEOMETRIES)}")
-        eta = DEFAULT_ETA[geometry] if eta is None else eta
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta!r}")
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be an integer >= 1, got {interval!r}")
-        if bn_policy not in BN_POLICIES:
-            raise ValueError(f"unknown bn_policy {bn_policy!r}; valid choices: {', '.join(BN_POLICIES)}")
-        if nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(
-                f"unknown nonfinite policy {nonfinite!r}; valid choices: {', '.join(NONFINITE_POLICIES)}"
-            )
-        if max_grad_norm is not None and (
-            isinstance(max_grad_norm, bool)
-            or not isinstance(max_grad_norm, (int, float))
-            or not math.isfinite(max_grad_norm)
-            or max_grad_norm <= 0
-        ):
-            raise ValueError(f"max_grad_norm must be a finite number > 0 or None, got {max_grad_norm!r}")
+        rho = check_rho(rho)
+        geometry = check_choice("geometry", geometry, GEOMETRIES)
+        eta = check_real("eta", DEFAULT_ETA[geometry] if eta is None else eta, low=0.0)
+        interval = check_positive_int("interval", interval)
+        bn_policy = check_choice("bn_policy", bn_policy, BN_POLICIES)
+        nonfinite = check_choice("nonfinite policy", nonfinite, NONFINITE_POLICIES)
+        if max_grad_norm is not None:
+            max_grad_norm = check_real("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
 
@@ -132,7 +119,7 @@ class SAM(WrappedOptimizer):
         all_params = [p for g in self.param_groups for p in g["params"]]
         # Keyed by the tensors themselves (hashed by identity, like torch's optimizer state), so
         # that pickle and copy.deepcopy carry the sets over to the copied parameters.
-        chosen = self._select(params_to_perturb, model, all_params)
+        chosen = select_parameters(params_to_perturb, model, all_params)
         self._perturb: set[Tensor] = {p for p in all_params if id(p) in chosen}
         names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
         self._is_weight: dict[Tensor, bool] = {p: is_weight_tensor(names.get(id(p)), p) for p in all_params}
@@ -155,30 +142,6 @@ class SAM(WrappedOptimizer):
         for p in self.param_groups[-1]["params"]:
             self._perturb.add(p)
             self._is_weight[p] = is_weight_tensor(None, p)
-
-    @staticmethod
-    def _select(
-        selector: ParamSelector | None, model: nn.Module | None, all_params: list[Tensor]
-    ) -> set[int]:
-        if selector is None:
-            return {id(p) for p in all_params}
-        if callable(selector) and not isinstance(selector, (nn.Module, Tensor)):
-            if model is None:
-                raise ValueError("a module predicate for params_to_perturb needs model=")
-            chosen = {
-                id(p)
-                for name, module in model.named_modules()
-                if selector(name, module)
-                for p in module.parameters(recurse=False)
-            }
-        else:
-            chosen = {id(p) for p in selector}
-        known = {id(p) for p in all_params}
-        if not chosen:
-            raise ValueError("params_to_perturb selects no parameters")
-        if not chosen <= known:
-            raise ValueError("params_to_perturb contains parameters that the base optimizer does not hold")
-        return chosen
 
     # ------------------------------------------------------------------ public counters
     @property
@@ -441,49 +404,7 @@ class SAM(WrappedOptimizer):
 
         Returns the mean clean loss. Running statistics follow ``bn_policy`` in each pass.
         """
-        if mode not in ACCUMULATION_MODES:
-            raise ValueError(
-                f"unknown accumulation mode {mode!r}; valid choices: {', '.join(ACCUMULATION_MODES)}"
-            )
-        if not isinstance(num_micro_batches, int) or num_micro_batches < 1:
-            raise ValueError(f"num_micro_batches must be an integer >= 1, got {num_micro_batches!r}")
-        if self.interval != 1:
-            raise ValueError("accumulate_step does not combine with periodic SAM (interval > 1)")
-        n = num_micro_batches
-        params = [p for g in self.param_groups for p in g["params"]]
-        # Each "ascent" is a list of micro-batch indices sharing one ε.
-        ascents = [list(range(n))] if mode == "global" else [[i] for i in range(n)]
-        acc: dict[int, Tensor] = {}
-        losses = []
-        with torch.enable_grad():
-            for members in ascents:
-                self.zero_grad(set_to_none=True)
-                self._before_clean_pass()
-                losses += [closure(i).detach() for i in members]
-                with torch.no_grad():
-                    if len(members) > 1:  # the clean gradient of the union is the mean over members
-                        for p in params:
-                            if p.grad is not None:
-                                p.grad.div_(len(members))
-                    self._after_clean_pass()
-                    self._ascend()
-                self.zero_grad(set_to_none=True)
-                for i in members:
-                    closure(i)
-                with torch.no_grad():
-                    self._after_perturbed_pass()
-                    for p in params:
-                        if p.grad is None:
-                            continue
-                        if id(p) in acc:
-                            acc[id(p)].add_(p.grad)
-                        else:
-                            acc[id(p)] = p.grad.detach().clone()
-        for p in params:
-            p.grad = acc[id(p)].div_(n) if id(p) in acc else None
-        self._descend()
-        self._sam_steps += 1
-        return torch.stack(losses).mean()
+        return accumulate(self, closure, num_micro_batches, mode)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]

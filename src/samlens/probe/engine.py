@@ -10,7 +10,7 @@ from functools import partial
 from typing import NamedTuple
 
 from samlens.errors import ConfigError
-from samlens.probe import sklearn_engine, torch_engine
+from samlens.probe import sklearn_engine, torch_engine, torch_l1
 from samlens.registry import Registry
 
 
@@ -29,7 +29,7 @@ def _torch_l2(X, y, classes, rows, Cs, *, seed, device="cpu"):
 
 
 def _torch_l1(X, y, classes, rows, Cs, *, seed, device="cpu"):
-    return torch_engine.fit_l1(X, y, classes, rows, Cs, device=device)
+    return torch_l1.fit_l1(X, y, classes, rows, Cs, device=device)
 
 
 ENGINES.register("sklearn")(Engine(sklearn_engine.fit_l2, sklearn_engine.fit_l1))

@@ -3,7 +3,7 @@
 A run is a reference when
 
 * its recorded config carries ``headroom: floor`` — the untrained network, probed (written by
-  :mod:`samlens.train.reproduce.headroom`), or
+  :mod:`samlens.reproduce.headroom`), or
 * it was trained with ``data.options.shuffle_easy: true`` — the easy block shuffled across
   training examples, so only the hard feature predicts the label (the ceiling).
 

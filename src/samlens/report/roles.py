@@ -1,7 +1,7 @@
 """Which runs are references: the floor (untrained network) and the ceiling (hard feature only).
 
 A run is the floor when its recorded config carries ``headroom: floor`` (written by
-:mod:`samlens.train.reproduce.headroom`), the ceiling when it was trained with
+:mod:`samlens.reproduce.headroom`), the ceiling when it was trained with
 ``data.options.shuffle_easy: true``; every other run is a treatment. Plain data, no pandas:
 the writers of reference runs and every report module read these names from here.
 """

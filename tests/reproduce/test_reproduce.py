@@ -8,11 +8,11 @@ import yaml
 from samlens import rundir
 from samlens.errors import ConfigError
 from samlens.probe.importance import gini, importance_weights
+from samlens.reproduce import REPRODUCTIONS, get_reproduction, plan
+from samlens.reproduce.catalog import config_dir, config_path
+from samlens.reproduce.run import check_data_dir, load_spec, load_toy_options, quick_spec
 from samlens.train.build import build_dataset, build_model, build_optimizer
 from samlens.train.config import load_config
-from samlens.train.reproduce import REPRODUCTIONS, get_reproduction, plan
-from samlens.train.reproduce.catalog import config_dir, config_path
-from samlens.train.reproduce.run import check_data_dir, load_spec, quick_spec, toy_argv
 from samlens.train.runner import run_experiment
 
 SWEEPS = [n for n, r in REPRODUCTIONS.items() if r.kind == "sweep"]
@@ -112,16 +112,19 @@ def test_data_dir_rules(tmp_path):
         get_reproduction("nope")
 
 
-def test_toy_argv_translates_options():
-    argv = toy_argv({"n_train": 8, "optimizers": ["sgd", "sam"], "no_figures": True, "x": False}, Path("o"))
-    assert argv == ["toy", "--out", "o", "--n-train", "8", "--optimizers", "sgd,sam", "--no-figures"]
+def test_toy_options_build_the_toy_config():
+    from samlens.train.toy import toy_config_from_options
+
     options = yaml.safe_load(config_path(get_reproduction("toy")).read_text())["toy"]
     assert options["seeds"] >= 5
+    cfg = toy_config_from_options(load_toy_options(get_reproduction("toy"), quick=False))
+    assert len(cfg.seeds) == options["seeds"] and cfg.steps == options["steps"]
+    assert list(cfg.optimizers) == options["optimizers"] and cfg.data.q == options["q"]
 
 
 def test_frozen_bn_resnet50_keeps_batchnorm_fixed_in_training_mode():
     from samlens.models import get_model
-    from samlens.train.reproduce import models  # noqa: F401  (registers resnet50_frozen_bn)
+    from samlens.reproduce import models  # noqa: F401  (registers resnet50_frozen_bn)
 
     torch.manual_seed(0)
     model = get_model("resnet50_frozen_bn", 3, (3, 32, 32))
@@ -140,7 +143,7 @@ def test_frozen_bn_resnet50_keeps_batchnorm_fixed_in_training_mode():
 def test_record_importance_matches_a_direct_computation(tmp_path):
     import tests.train.train_tiny_data as tiny
 
-    from samlens.train.reproduce.importance import record_importance
+    from samlens.reproduce.importance import record_importance
 
     cfg = load_config(
         None,

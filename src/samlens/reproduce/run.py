@@ -14,10 +14,10 @@ import yaml
 from samlens.errors import ConfigError
 from samlens.optim import perturbs
 from samlens.report.headroom import verdict_lines
+from samlens.reproduce import headroom
+from samlens.reproduce.catalog import Reproduction, config_path, get_reproduction
 from samlens.rundir import read_results, run_status
 from samlens.train.config import ExperimentConfig, config_to_dict
-from samlens.train.reproduce import headroom
-from samlens.train.reproduce.catalog import Reproduction, config_path, get_reproduction
 from samlens.train.sweep import GridSpec, SweepPoint, expand, load_grid_spec, sweep_status, write_manifest
 
 
@@ -152,7 +152,7 @@ def reproduce(
         log(f"{name}: no run finished; see train.log in the run directories under {out_dir}")
         return Result(None, unfinished)
     if name == "mechanism":
-        from samlens.train.reproduce.importance import record_importance
+        from samlens.reproduce.importance import record_importance
 
         record_importance([p.run_dir for p in points])
     report = write_report(out_dir)
@@ -184,20 +184,6 @@ def run_line(run_dir: Path, state: str, metrics: dict[str, Any], what: str, mess
     return f"  {run_dir.name}: {state}{shown}  ({what}){tail}"
 
 
-def toy_argv(options: dict[str, Any], out: Path) -> list[str]:
-    """``samlens toy`` arguments from a mapping of its option names (underscores or dashes)."""
-    argv = ["toy", "--out", str(out)]
-    for key, value in options.items():
-        flag = "--" + str(key).replace("_", "-")
-        if isinstance(value, bool):
-            argv += [flag] if value else []
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, ",".join(str(v) for v in value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
 def load_toy_options(reproduction: Reproduction, quick: bool) -> dict[str, Any]:
     path = config_path(reproduction)
     data = yaml.safe_load(path.read_text()) or {}
@@ -214,15 +200,22 @@ def run_toy(
     quick: bool,
     log: Callable[[str], None] = print,
 ) -> Result:
-    """The toy study runs through ``samlens toy`` (it is not a sweep of image runs)."""
-    from samlens.cli.main import main
+    """The toy study (not a sweep of image runs), run by the same function as ``samlens toy``."""
+    from samlens.reproduce.toy import write_toy_study
+    from samlens.train.toy import toy_config_from_options
 
     check_data_dir(reproduction, data_dir)
     out_dir = Path(out) if out is not None else default_out(reproduction.name, quick)
-    argv = toy_argv(load_toy_options(reproduction, quick), out_dir)
+    options = load_toy_options(reproduction, quick)
+    figures = not options.get("no_figures", False)
+    cfg = toy_config_from_options(options)
     start = time.time()
-    code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"samlens {' '.join(argv)} exited with {code}")
+    table = write_toy_study(
+        cfg,
+        out_dir,
+        figures=figures,
+        progress=lambda r: log(f"  {r['optimizer']:5s} seed {r['seed']}: ratio {r['final']['ratio']:.4f}"),
+    )
+    log(table)
     log(f"toy: {time.time() - start:.0f} s; wrote {out_dir}/summary.txt")
     return Result(out_dir / "summary.txt", 0)

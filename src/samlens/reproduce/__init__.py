@@ -4,7 +4,7 @@
 module and writes the report through ``samlens.report``; ``REPRODUCTIONS`` lists the names.
 """
 
-from samlens.train.reproduce.catalog import REPRODUCTIONS, Reproduction, get_reproduction
-from samlens.train.reproduce.run import plan, reproduce
+from samlens.reproduce.catalog import REPRODUCTIONS, Reproduction, get_reproduction
+from samlens.reproduce.run import plan, reproduce
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "get_reproduction", "plan", "reproduce"]

@@ -29,7 +29,7 @@ class Reproduction:
     key); ``quick_subgrids`` (when > 0) keeps only that many leading sub-grids under ``--quick``
     (the SGD-vs-SAM ones, so CI skips the extra optimizers).
     ``hard_only``: the dataset has ``shuffle_easy``, so the grid gets a hard-only ceiling
-    (``samlens.train.reproduce.headroom``); every grid gets an untrained floor.
+    (``samlens.reproduce.headroom``); every grid gets an untrained floor.
     """
 
     name: str
@@ -202,7 +202,7 @@ def config_dir() -> Path:
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[4] / "configs" / "paper"
+    return Path(__file__).resolve().parents[3] / "configs" / "paper"
 
 
 def config_path(reproduction: Reproduction) -> Path:

@@ -20,7 +20,7 @@ from samlens import rundir
 from samlens.probe.importance import gini, phantom_importance_weights
 from samlens.train.build import build_dataset, build_model, read_config
 
-SOURCE = "samlens.train.reproduce.importance"
+SOURCE = "samlens.reproduce.importance"
 
 
 def importance_metrics(run_dir: Path, n: int = 1024, batch: int = 256) -> dict[str, object]:

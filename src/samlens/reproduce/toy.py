@@ -1,0 +1,79 @@
+"""The two-feature toy study as an artefact: run it and write results.jsonl, summary.json,
+summary.txt and (optionally) its figures. Above train and report, so ``samlens toy`` and the
+``toy`` reproduction call the same function, neither through the other."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from samlens.rundir import atomic_write_text
+from samlens.train.toy import ToyConfig, run_study, summarize
+
+
+def _fmt(pair: tuple[float, float], digits: int = 3) -> str:
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """The summary table and one sentence per variant relative to SGD."""
+    head = f"{'optimizer':9s} {'n':>2s} {'|b_hard|/|b_easy| end':>22s} {'ratio @ matched loss':>26s} "
+    head += (
+        f"{'train loss':>16s} {'Gini lam':>16s} {'Gini lam~':>16s} {'probe easy':>14s} {'probe hard':>14s}"
+    )
+    lines = [head]
+    for r in rows:
+        matched = (
+            f"{_fmt(r['ratio_at_matched_loss'])} @{r['matched_loss']:g}" if "matched_loss" in r else "n/a"
+        )
+        lines.append(
+            f"{r['optimizer']:9s} {r['n']:2d} {_fmt(r['ratio']):>22s} {matched:>26s} {_fmt(r['loss']):>16s} "
+            f"{_fmt(r['gini_lambda']):>16s} {_fmt(r['gini_lambda_phantom']):>16s} "
+            f"{_fmt(r['probe_easy']):>14s} {_fmt(r['probe_hard']):>14s}"
+        )
+    sgd = next((r for r in rows if r["optimizer"] == "sgd"), None)
+    if sgd is not None:
+        for r in rows:
+            if r is sgd:
+                continue
+            words = []
+            for key, label in (("ratio", "final ratio"), ("ratio_at_matched_loss", "ratio at matched loss")):
+                if key in r and key in sgd and sgd[key][0] > 0:
+                    words.append(f"{label} x{r[key][0] / sgd[key][0]:.2f} vs SGD")
+            lines.append(f"{r['optimizer']}: " + "; ".join(words))
+    return "\n".join(lines)
+
+
+def _default_progress(r: dict[str, Any]) -> None:
+    print(f"  {r['optimizer']:5s} seed {r['seed']}: ratio {r['final']['ratio']:.4f}", flush=True)
+
+
+def write_toy_study(
+    cfg: ToyConfig,
+    out: str | Path,
+    *,
+    figures: bool = True,
+    progress: Callable[[dict[str, Any]], None] | None = _default_progress,
+) -> str:
+    """Run the study of ``cfg`` and write its files under ``out``; returns the summary table.
+
+    Every file is written atomically, so an interrupted study leaves whole files or none.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = run_study(cfg, progress=progress)
+    rows = summarize(records)
+    lines = [json.dumps(dict(r)) for r in records]
+    atomic_write_text(out / "results.jsonl", "\n".join(lines) + "\n")
+    atomic_write_text(
+        out / "summary.json", json.dumps({"config": cfg.to_dict(), "summary": rows}, indent=2, default=str)
+    )
+    if figures:
+        from samlens.report.mechanism_plots import plot_toy
+
+        plot_toy(records, out)
+    table = format_summary(rows)
+    atomic_write_text(out / "summary.txt", table + "\n")
+    return table
