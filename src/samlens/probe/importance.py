@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samlens.errors import ConfigError
+from samlens.optim.perturbation import phantom
 
 
 def importance_weights(logits: Tensor, labels: Tensor) -> Tensor:
@@ -47,13 +48,10 @@ def phantom_importance_weights(
     with torch.enable_grad():
         logits = head(phi)
         grads = torch.autograd.grad(_loss(logits, labels), params)
-    norm = torch.sqrt(sum((g * g).sum() for g in grads))
-    radius = rho * torch.sqrt(sum((p.detach() ** 2).sum() for p in params)) if rho_mode == "relative" else rho
-    scale = radius / (norm + 1e-12)
-    w_t = head.weight.detach() + scale * grads[0]
-    b_t = head.bias.detach() + scale * grads[1] if head.bias is not None else None
-    phantom = F.linear(phi, w_t, b_t)
-    return importance_weights(logits, labels), importance_weights(phantom, labels)
+    # The phantom head θ + ε, from the same perturbation core as LSAM's step.
+    moved = phantom(params, grads, rho, rho_mode)
+    shifted = F.linear(phi, moved[0], moved[1] if head.bias is not None else None)
+    return importance_weights(logits, labels), importance_weights(shifted, labels)
 
 
 def lorenz_curve(weights: object) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samlens.report.load import Run, scalar_metrics
-from samlens.report.roles import FLOOR, HARD_FEATURE, role
+from samlens.report.roles import CEILING, FLOOR, HARD_FEATURE, ROLE_KEY, role
 from samlens.report.tables import OPTIM_KEY, PLAIN_OPTIMIZERS, RHO_KEY, finished, varying_keys
 
 EASY_FEATURE = "probe_acc_other"
@@ -176,6 +176,7 @@ def _setting(label: str, groups: dict[tuple[str, Any], list[Run]]) -> Setting:
     span = ceiling.mean - floor.mean if floor.n and ceiling.n else float("nan")
 
     def row(name: str, kind: str, rho: float | None, members: list[Run]) -> Row:
+        optimizer = str(members[0].config.get(OPTIM_KEY)) if members else kind
         fitted, failed = [], []
         for run in members:
             seed = run.config.get(SEED_KEY)
@@ -187,7 +188,7 @@ def _setting(label: str, groups: dict[tuple[str, Any], list[Run]]) -> Setting:
         delta = paired_delta(base_hard, hard) if kind == "treatment" else None
         return Row(
             label=name,
-            optimizer=kind if kind != "treatment" else name.split(" ")[0].lower(),
+            optimizer=optimizer,
             rho=rho,
             hard=h,
             easy=stat(list(_by_seed(fitted, EASY_FEATURE).values())),
@@ -279,7 +280,12 @@ def summary_rows(settings: Sequence[Setting]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for setting in settings:
         for r in setting.rows:
-            common = {"group": f"{setting.label} | {r.label}" if setting.label else r.label}
+            common = {
+                ROLE_KEY: {"floor": FLOOR, "ceiling": CEILING}.get(r.kind, ""),
+                OPTIM_KEY: r.optimizer,
+                RHO_KEY: "" if r.rho is None else r.rho,
+                "group": f"{setting.label} | {r.label}" if setting.label else r.label,
+            }
             if r.delta is not None:
                 d = r.delta.delta
                 rows.append(

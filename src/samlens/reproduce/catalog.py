@@ -141,6 +141,16 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             quick_subgrids=2,
         ),
         Reproduction(
+            name="fmnist_mnist_small_cnn",
+            file="fmnist_mnist_small_cnn.yaml",
+            claim="the paper's FMNIST-MNIST (5-class) on the small CNN; hypothesis: SAM raises the hard "
+            "feature's (Fashion) probe accuracy, measured per rho as a paired difference from SGD",
+            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
+            quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
+            hard_only=True,
+            quick_subgrids=2,
+        ),
+        Reproduction(
             name="fmnist_mnist_conditions",
             file="fmnist_mnist_conditions.yaml",
             claim="where SAM's effect on FMNIST-MNIST holds or vanishes; hypothesis: SAM's paired "

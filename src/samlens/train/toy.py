@@ -32,6 +32,7 @@ from samlens.errors import ConfigError
 from samlens.models import get_model
 from samlens.models.toy import effective_coefficients
 from samlens.optim.decomposition import RHO_MODES, Decomposition
+from samlens.optim.perturbation import radius
 from samlens.optim.sam import SAM
 from samlens.probe.importance import gini, phantom_importance_weights
 from samlens.train.schema import build, check_fields, option, read_yaml
@@ -137,10 +138,10 @@ class _ToyOptimizer:
 
     def step(self, closure: Any) -> Tensor:
         if self.name == "sam" and self.cfg.rho_mode == "relative":
-            with torch.no_grad():
-                size = torch.sqrt(sum((p * p).sum() for p in self.model.parameters()))
+            # Relative radius for full SAM: ρ·‖θ‖ over every parameter, the core's one rule.
+            size = float(radius(self.rho, "relative", self.model.parameters()))
             for group in self.opt.param_groups:
-                group["rho"] = self.rho * float(size)
+                group["rho"] = size
         return self.opt.step(closure)
 
 
