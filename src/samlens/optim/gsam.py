@@ -18,10 +18,9 @@ from torch import Tensor
 
 from samlens.errors import ConfigError
 from samlens.optim.geometry import widen
+from samlens.optim.perturbation import NORM_EPS
 from samlens.optim.variant import SAMVariant
 from samlens.validate import check_real, check_rho
-
-_EPS = 1e-12
 
 
 def gsam_rho(lr: float, rho_max: float, rho_min: float, lr_max: float, lr_min: float) -> float:
@@ -93,7 +92,7 @@ class GSAM(SAMVariant):
         device = pairs[0][0].device
         dot = torch.stack([(a * b).sum().to(device, acc) for a, b in zip(g, gp)]).sum()
         sq = torch.stack([b.pow(2).sum().to(device, acc) for b in gp]).sum()
-        coef = dot / (sq + _EPS)  # g·g_p / ‖g_p‖²
+        coef = dot / (sq + NORM_EPS)  # g·g_p / ‖g_p‖²
         # g_p − α(g − coef·g_p) = (1 + α·coef)·g_p − α·g
         for (p, _), a, b in zip(pairs, g, gp):
             p.grad.copy_(b * (1.0 + self.alpha * coef).to(b.dtype) - self.alpha * a)

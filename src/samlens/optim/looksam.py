@@ -21,10 +21,10 @@ from torch import Tensor
 
 from samlens.errors import ConfigError
 from samlens.optim.geometry import widen
+from samlens.optim.perturbation import NORM_EPS
 from samlens.optim.variant import SAMVariant
 from samlens.validate import check_positive_int, check_real
 
-_EPS = 1e-12
 _GV = "looksam_gv"
 
 
@@ -68,7 +68,7 @@ class LookSAM(SAMVariant):
             return
         dot = _total([(g * gs).sum() for _, g, gs in pairs])
         sq = _total([g.pow(2).sum() for _, g, _ in pairs])
-        coef = dot / (sq + _EPS)
+        coef = dot / (sq + NORM_EPS)
         gvs = [gs - coef.to(gs.dtype) * g for _, g, gs in pairs]
         norm = math.sqrt(float(_total([v.pow(2).sum() for v in gvs])))  # one host read per k steps
         if not math.isfinite(norm):
@@ -86,7 +86,7 @@ class LookSAM(SAMVariant):
         if not pairs or not self._gv_norm:
             return
         gnorm = _total([widen(p.grad.detach()).pow(2).sum() for p, _ in pairs]).sqrt()
-        scale = gnorm * (self.alpha / (self._gv_norm + _EPS))
+        scale = gnorm * (self.alpha / (self._gv_norm + NORM_EPS))
         for p, v in pairs:
             p.grad.add_((v * scale.to(v.dtype)).to(p.grad.dtype))
         self.reuse_steps += 1

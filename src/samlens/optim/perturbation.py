@@ -26,7 +26,7 @@ from torch import Tensor
 from samlens.optim.geometry import scaling, widen
 
 RHO_MODES = ("absolute", "relative")
-_NORM_EPS = 1e-12
+NORM_EPS = 1e-12
 
 
 def _global_norm(identity: list[Tensor], squares: list[Tensor], device: torch.device) -> Tensor:
@@ -88,14 +88,14 @@ def inverse_norm(norm: Tensor, *, sync: bool) -> tuple[float | Tensor, bool | Te
         value = norm.item()
         if not math.isfinite(value):
             return 0.0, False
-        return 1.0 / (value + _NORM_EPS), True
+        return 1.0 / (value + NORM_EPS), True
     finite = torch.isfinite(norm)
-    return torch.where(finite, 1.0 / (norm + _NORM_EPS), torch.zeros_like(norm)), finite
+    return torch.where(finite, 1.0 / (norm + NORM_EPS), torch.zeros_like(norm)), finite
 
 
 def ascent_scale(norm: Tensor, radius: float | Tensor) -> Tensor:
     """ρ / (‖g‖ + 1e-12), elementwise over a tensor of norms (e.g. one per micro-batch)."""
-    return 1.0 / (norm + _NORM_EPS) * radius
+    return 1.0 / (norm + NORM_EPS) * radius
 
 
 def radius(rho: float, rho_mode: str, params: Iterable[Tensor]) -> float | Tensor:
