@@ -95,7 +95,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert len(verdicts) == 1 and "ρ=0.5" in verdicts[0]
     report = (out / "report" / "report.md").read_text()
     assert "Paired comparison with SGD" in report
-    assert (out / "report" / "figures" / "rho_curve.png").is_file()
+    # The ρ curve needs two fitted radii; a 1-epoch SAM at ρ 0.5 may not fit (and is then left out).
+    if "No fitted" not in verdicts[0]:
+        assert (out / "report" / "figures" / "rho_curve.png").is_file()
 
 
 def test_bad_demo_arguments_are_one_line_errors(tmp_path, capsys):

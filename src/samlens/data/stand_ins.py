@@ -182,19 +182,7 @@ def mnist_fashion_dominoes(
     Differences from CIFAR-MNIST: grayscale instead of RGB CIFAR photos; the hard block is
     Fashion-MNIST; by default fewer images per class (2,000 vs 5,000).
     """
-    return _fashion_dominoes(
-        "mnist_fashion_dominoes",
-        root,
-        seed,
-        mnist_classes=mnist_classes,
-        fashion_classes=fashion_classes,
-        correlation=correlation,
-        block_size=block_size,
-        train_per_class=train_per_class,
-        eval_per_class=eval_per_class,
-        probe_per_class=probe_per_class,
-        shuffle_easy=shuffle_easy,
-    )
+    return _fashion_dominoes("mnist_fashion_dominoes", **locals())
 
 
 @register_dataset("mnist_fashion4_dominoes")
@@ -224,26 +212,14 @@ def mnist_fashion4_dominoes(
     with ``train_per_class=2000`` (the setting of configs/paper/mnist_fashion4_dominoes.yaml),
     where the two-class stand-ins leave 0.05-0.12.
     """
-    return _fashion_dominoes(
-        "mnist_fashion4_dominoes",
-        root,
-        seed,
-        mnist_classes=mnist_classes,
-        fashion_classes=fashion_classes,
-        correlation=correlation,
-        block_size=block_size,
-        train_per_class=train_per_class,
-        eval_per_class=eval_per_class,
-        probe_per_class=probe_per_class,
-        shuffle_easy=shuffle_easy,
-    )
+    return _fashion_dominoes("mnist_fashion4_dominoes", **locals())
 
 
 def _fashion_dominoes(
     name: str,
+    *,
     root: str | Path | None,
     seed: int,
-    *,
     mnist_classes: Sequence[int],
     fashion_classes: Sequence[int],
     correlation: float,
@@ -253,6 +229,8 @@ def _fashion_dominoes(
     probe_per_class: int | None,
     shuffle_easy: bool,
 ) -> SpuriousDataset:
+    # The presets above pass their whole signature (``**locals()``): their keyword defaults are
+    # what ``samlens data list`` shows and what ``get_dataset`` checks options against.
     mnist_classes = check_classes("mnist_classes", mnist_classes, 10)
     fashion_classes = check_classes("fashion_classes", fashion_classes, 10)
     if len(mnist_classes) != len(fashion_classes):
@@ -318,16 +296,4 @@ def fmnist_mnist_dominoes(
     500 per class in val and test, 1,000 per class in each probe split. ``shuffle_easy=True``
     re-draws train's MNIST blocks independently of the label (the hard-feature-only ceiling).
     """
-    return _fashion_dominoes(
-        "fmnist_mnist_dominoes",
-        root,
-        seed,
-        mnist_classes=mnist_classes,
-        fashion_classes=fashion_classes,
-        correlation=correlation,
-        block_size=block_size,
-        train_per_class=train_per_class,
-        eval_per_class=eval_per_class,
-        probe_per_class=probe_per_class,
-        shuffle_easy=shuffle_easy,
-    )
+    return _fashion_dominoes("fmnist_mnist_dominoes", **locals())

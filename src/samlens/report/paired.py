@@ -23,6 +23,7 @@ from typing import Any
 from samlens.report.load import Run, scalar_metrics
 from samlens.report.roles import CEILING, FLOOR, HARD_FEATURE, ROLE_KEY, role
 from samlens.report.tables import OPTIM_KEY, PLAIN_OPTIMIZERS, RHO_KEY, finished, varying_keys
+from samlens.report.verdict import Estimate, estimate
 
 EASY_FEATURE = "probe_acc_other"
 TRAIN_LOSS = "train_loss"
@@ -35,30 +36,13 @@ FAILED_FIT_MARGIN = 0.5
 FAILED_FIT_LOSS = 1.0
 
 
-@dataclass(frozen=True)
-class Stat:
-    """Mean ± SE (std ddof 1 / √n; NaN for one value) of n values."""
-
-    mean: float
-    se: float
-    n: int
-
-    def __str__(self) -> str:
-        if self.n == 0:
-            return "–"
-        return f"{self.mean:.3f}" if math.isnan(self.se) else f"{self.mean:.3f} ± {self.se:.3f}"
+# One mean ± SE of per-seed values for every report table (a single value has SE NaN here: the
+# paired tables never borrow the binomial SE that headroom verdicts use for one seed).
+Stat = Estimate
 
 
 def stat(values: Sequence[float]) -> Stat:
-    vals = [float(v) for v in values]
-    n = len(vals)
-    if n == 0:
-        return Stat(float("nan"), float("nan"), 0)
-    mean = sum(vals) / n
-    if n == 1:
-        return Stat(mean, float("nan"), 1)
-    var = sum((v - mean) ** 2 for v in vals) / (n - 1)
-    return Stat(mean, math.sqrt(var / n), n)
+    return estimate(values)
 
 
 @dataclass(frozen=True)

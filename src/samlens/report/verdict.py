@@ -41,6 +41,8 @@ class Estimate:
     n: int
 
     def __str__(self) -> str:
+        if self.n == 0:
+            return "–"
         if math.isnan(self.se):
             return f"{self.mean:.3f}"
         return f"{self.mean:.3f} ± {self.se:.3f}"

@@ -68,6 +68,23 @@ def _domainbed(name: str, domains: str) -> Reproduction:
     )
 
 
+def _rho_sweep(name: str, claim: str, probe_per_class: int | None = None) -> Reproduction:
+    """A paired ρ sweep on a dominoes stand-in (floor and ceiling included); ``--quick`` keeps its
+    first two sub-grids (SGD and SAM) at two radii."""
+    quick_base = {**_QUICK_TRAIN, **_QUICK_IMAGES}
+    if probe_per_class is not None:
+        quick_base["data.options.probe_per_class"] = probe_per_class
+    return Reproduction(
+        name=name,
+        file=f"{name}.yaml",
+        claim=claim,
+        quick_base=quick_base,
+        quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
+        hard_only=True,
+        quick_subgrids=2,
+    )
+
+
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r
     for r in [
@@ -120,35 +137,21 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             quick_grid={**_QUICK_SEEDS, **_QUICK_RHO},
             hard_only=True,
         ),
-        Reproduction(
-            name="mnist_fashion4_dominoes",
-            file="mnist_fashion4_dominoes.yaml",
-            claim="stand-in for CIFAR-MNIST with a wide floor-to-ceiling range; hypothesis: SAM raises "
+        _rho_sweep(
+            "mnist_fashion4_dominoes",
+            "stand-in for CIFAR-MNIST with a wide floor-to-ceiling range; hypothesis: SAM raises "
             "the hard feature's (four Fashion tops) probe accuracy within that range",
-            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES, "data.options.probe_per_class": 250},
-            quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
-            hard_only=True,
-            quick_subgrids=2,
+            probe_per_class=250,
         ),
-        Reproduction(
-            name="fmnist_mnist",
-            file="fmnist_mnist.yaml",
-            claim="the paper's FMNIST-MNIST (5-class) on its CNN; hypothesis: SAM raises the hard "
+        _rho_sweep(
+            "fmnist_mnist",
+            "the paper's FMNIST-MNIST (5-class) on its CNN; hypothesis: SAM raises the hard "
             "feature's (Fashion) probe accuracy, measured per rho as a paired difference from SGD",
-            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
-            quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
-            hard_only=True,
-            quick_subgrids=2,
         ),
-        Reproduction(
-            name="fmnist_mnist_small_cnn",
-            file="fmnist_mnist_small_cnn.yaml",
-            claim="the paper's FMNIST-MNIST (5-class) on the small CNN; hypothesis: SAM raises the hard "
+        _rho_sweep(
+            "fmnist_mnist_small_cnn",
+            "the paper's FMNIST-MNIST (5-class) on the small CNN; hypothesis: SAM raises the hard "
             "feature's (Fashion) probe accuracy, measured per rho as a paired difference from SGD",
-            quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES},
-            quick_grid={**_QUICK_SEEDS, **_QUICK_SWEEP_RHO},
-            hard_only=True,
-            quick_subgrids=2,
         ),
         Reproduction(
             name="fmnist_mnist_conditions",
