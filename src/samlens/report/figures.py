@@ -44,6 +44,13 @@ def _feature(metric: str) -> str:
     return metric[len(PROBE_PREFIX) :]
 
 
+def _probe_axis(ax: Any, xlabel: str, metric: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("probe accuracy")
+    ax.set_title(f"feature: {_feature(metric)}")
+    ax.grid(alpha=0.3)
+
+
 def _panels(count: int) -> tuple[Figure, list[Any]]:
     fig, axes = plt.subplots(1, count, figsize=(4.6 * count, 3.8), squeeze=False, constrained_layout=True)
     return fig, list(axes[0])
@@ -101,10 +108,7 @@ def probe_vs_rho(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
             points.sort()
             x, y, e = (np.array(v) for v in zip(*points))
             ax.errorbar(x, y, yerr=e, marker="o", capsize=3, color=color, label=label)
-        ax.set_xlabel("ρ")
-        ax.set_ylabel("probe accuracy")
-        ax.set_title(f"feature: {_feature(metric)}")
-        ax.grid(alpha=0.3)
+        _probe_axis(ax, "ρ", metric)
     axes[0].legend(fontsize=8)
     fig.suptitle("Probe accuracy per feature vs ρ (mean ± SE over seeds)")
     return fig
@@ -142,10 +146,7 @@ def probe_curves(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
                 color=line.get_color(),
             )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("probe accuracy")
-        ax.set_title(f"feature: {_feature(metric)}")
-        ax.grid(alpha=0.3)
+        _probe_axis(ax, "epoch", metric)
     axes[0].legend(fontsize=8)
     fig.suptitle("Feature quality over training (mean ± SE over seeds)")
     return fig

@@ -68,6 +68,11 @@ def _error(task: Task, err: BaseException) -> Outcome:
     return Outcome(task.run_dir, "error", f"{type(err).__name__}: {text}")
 
 
+def _start(run_fn: RunFn | None, workers: int) -> tuple[RunFn, int]:
+    """The run function (the trainer unless a test passes its own) and a checked worker count."""
+    return run_fn or _default_run_fn(), _check_workers(workers)
+
+
 def _check_workers(workers: int) -> int:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
@@ -112,8 +117,7 @@ def launch_local(
     **_: Any,
 ) -> list[Outcome]:
     """Run tasks in a pool of ``workers`` spawned processes (``local_threads`` torch threads each)."""
-    run_fn = run_fn or _default_run_fn()
-    workers = _check_workers(workers)
+    run_fn, workers = _start(run_fn, workers)
     if not tasks:
         return []
     threads = local_threads(workers, len(tasks))
@@ -149,8 +153,7 @@ def launch_ray(
         import ray
     except ImportError:
         raise ConfigError("the ray launcher needs Ray: pip install 'samlens[ray]'") from None
-    run_fn = run_fn or _default_run_fn()
-    workers = _check_workers(workers)
+    run_fn, workers = _start(run_fn, workers)
     if not tasks:
         return []
     started = False
@@ -200,8 +203,7 @@ def launch_slurm(
         import submitit
     except ImportError:
         raise ConfigError("the slurm launcher needs submitit: pip install 'samlens[slurm]'") from None
-    run_fn = run_fn or _default_run_fn()
-    workers = _check_workers(workers)
+    run_fn, workers = _start(run_fn, workers)
     if not tasks:
         return []
     if folder is None:
