@@ -85,13 +85,16 @@ def test_sam_on_refuses_a_model_without_normalization_layers():
         build_optimizer("sam_on", model64())
 
 
+@pytest.mark.parametrize("ascent_wd", [False, True])
 @pytest.mark.parametrize("name", VARIANTS)
-def test_every_variant_works_under_a_grad_scaler(name):
-    """A scaled step equals the unscaled step (a power-of-two scale is exact in float64)."""
+def test_every_variant_works_under_a_grad_scaler(name, ascent_wd):
+    """A scaled step equals the unscaled step (a power-of-two scale is exact in float64), also when
+    the ascent adds weight decay (which must be added to the unscaled gradient)."""
     a, b = model64(bn=True), model64(bn=True)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
-    oa = build_optimizer(name, a, rho=0.05, lr=0.05)
-    ob = build_optimizer(name, b, rho=0.05, lr=0.05, grad_scaler=scaler)
+    extra = {"ascent_weight_decay": True, "weight_decay": 0.1} if ascent_wd else {}
+    oa = build_optimizer(name, a, rho=0.05, lr=0.05, **extra)
+    ob = build_optimizer(name, b, rho=0.05, lr=0.05, grad_scaler=scaler, **extra)
     for x, y in STEPS:
         oa.step(closure(oa, a, x, y))
 

@@ -50,11 +50,12 @@ class FriendlySAM(SAMVariant):
         super()._ascend(consume_grads)
 
     def _ascent_gradient(self, p: Tensor, group: dict[str, Any], inv_scale: Tensor | None) -> Tensor:
-        g = super()._ascent_gradient(p, group, None)
+        # The EMA needs true (unscaled) gradients; SAM's rule unscales before it adds the ascent
+        # weight decay, so the decay term is not shrunk by the loss scale.
+        unscale = self._inv_scale.to(p.device) if self._inv_scale is not None else None
+        g = super()._ascent_gradient(p, group, unscale)
         if not self._update_ema:
             return g  # non-finite: SAM's own check skips the ascent
-        if self._inv_scale is not None:
-            g = g * self._inv_scale.to(g.device, g.dtype)
         state = self.state[p]
         m = state.get(_M)
         if m is None:
