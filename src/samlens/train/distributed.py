@@ -15,6 +15,8 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    #: Whether ``init_distributed`` created the process group (then it is ours to tear down).
+    owned: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -27,6 +29,12 @@ class DistContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def close(self) -> None:
+        """Tear down the process group this run created. Left to live until interpreter exit,
+        gloo's threads can abort the process after the results were written."""
+        if self.owned and dist.is_initialized():
+            dist.destroy_process_group()
 
     def agree(self, value: int, device: torch.device) -> int:
         """The largest of every process's ``value``, on every process (a decision rank 0 made)."""
@@ -51,12 +59,13 @@ def init_distributed() -> DistContext:
         return DistContext()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
-    return DistContext(rank, world_size, local_rank)
+    return DistContext(rank, world_size, local_rank, owned)
 
 
 def pick_device(ctx: DistContext) -> torch.device:

@@ -306,6 +306,7 @@ def run_experiment(
             return _train(run, run_dir)
         finally:
             lock.release()
+            ctx.close()
 
 
 def _train(run: _Run, run_dir: Path) -> Path:
