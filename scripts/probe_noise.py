@@ -28,12 +28,12 @@ from samlens.probe import extract_features
 from samlens.probe.balanced import TARGETS, balanced_probe, balanced_subsets
 from samlens.probe.fit import cv_logistic_probe
 from samlens.probe.metrics import mean_accuracy
-from samlens.train.build import build_dataset, build_model
+from samlens.train.build import build_dataset, build_model, read_config
 from samlens.train.probing import probe_splits
 
 
 def features(run_dir: Path) -> tuple:
-    cfg = rundir.read_config(run_dir)
+    cfg = read_config(run_dir)
     dataset = build_dataset(cfg)
     model = build_model(cfg, dataset, load_pretrained=False)
     ckpt = rundir.load_checkpoint(run_dir)

@@ -88,9 +88,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     for seed in (0, 1):
         for name in ("floor", "sgd", "sam_rho0.2", "sam_rho0.5", "ceiling"):
             assert run_status(out / "runs" / f"seed{seed}" / name) == "done"
-    verdicts = [
-        line for line in printed.splitlines() if line.split(":")[0] in ("supports", "contradicts", "inconclusive")
-    ]
+    words = ("supports", "contradicts", "inconclusive")
+    verdicts = [line for line in printed.splitlines() if line.split(":")[0] in words]
     # One sentence about the headline radius; at 1 epoch SAM ρ=0.5 may not fit, which it must say.
     assert len(verdicts) == 1 and "ρ=0.5" in verdicts[0]
     report = (out / "report" / "report.md").read_text()

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from synthetic import make_features
 
 from samlens.errors import ConfigError
-from samlens.probe import balanced_probe, dfr, torch_engine, torch_l1, transfer_probe
+from samlens.probe import balanced_probe, dfr, torch_l1, transfer_probe
 from samlens.probe.engine import get_engine
 from samlens.probe.linear import encode_classes
 from samlens.probe.sklearn_engine import l1_penalty

@@ -74,10 +74,11 @@ def test_report_shows_floor_ceiling_table_verdict_and_figure(headroom_sweep: Pat
     assert "| hard-only (ceiling) | 0.910 ± 0.010 (n=2) | 100% |" in report
     assert "| SGD | 0.760 ± 0.010 (n=2) | 25% ± 5% |" in report
     assert "| SAM ρ=0.05 | 0.820 ± 0.020 (n=2) | 55% ± 10% |" in report
-    # difference 0.06, SE sqrt(0.01² + 0.02²) = 0.0224 -> 2.7 SE: reproduces
+    # Paired by seed: differences 0.05 and 0.07, mean 0.06, SE std/√2 = 0.01 -> 6.0 SE: reproduces.
+    # (Unpaired, the SEs in quadrature would give sqrt(0.01² + 0.02²) = 0.0224, 2.7 SE.)
     assert (
-        "**reproduces** (SAM ρ=0.05): SAM ρ=0.05 raises the hard feature's probe accuracy by 0.060 (2.7 SE"
-        in report
+        "**reproduces** (SAM ρ=0.05): SAM ρ=0.05 raises the hard feature's probe accuracy by 0.060 "
+        "(6.0 SE of the paired difference)" in report
     )
     # The references form their own groups in the ordinary tables too.
     assert "| untrained (floor), optim=sgd, ρ=— | 0.7100 ± 0.0100 (n=2)" in report

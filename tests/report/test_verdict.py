@@ -79,3 +79,13 @@ def test_within_noise_or_lower_does_not_reproduce():
     assert near.status == DOES_NOT_REPRODUCE and "does not measurably change" in near.sentence
     lower = judge(floor, ceiling, sgd, Estimate(0.72, 0.008, 5))  # -3 SE
     assert lower.status == DOES_NOT_REPRODUCE and "lowers" in lower.sentence
+
+
+def test_a_paired_difference_is_judged_on_its_own_se():
+    floor, ceiling = Estimate(0.70, 0.01, 5), Estimate(0.90, 0.01, 5)
+    base, treat = Estimate(0.800, 0.005, 5), Estimate(0.806, 0.005, 5)
+    # Unpaired: 0.006 / sqrt(2)·0.005 = 0.85 SE, not measurable.
+    assert judge(floor, ceiling, base, treat).status == DOES_NOT_REPRODUCE
+    # The same means with a per-seed difference of SE 0.002 (seeds move together): 3.0 SE.
+    paired = judge(floor, ceiling, base, treat, paired=Estimate(0.006, 0.002, 5))
+    assert paired.status == REPRODUCES and "3.0 SE of the paired difference" in paired.sentence

@@ -25,9 +25,10 @@ with require("report"):
     import pandas as pd
 
 from samlens.report.load import Run, load_runs, scalar_metrics
+from samlens.report.paired import FAILED_FIT_MARGIN, SEED_KEY, TRAIN_LOSS, failed_fit, paired_delta
 from samlens.report.roles import CEILING, FLOOR, HARD_FEATURE, ROLE_KEY
 from samlens.report.tables import PLAIN_OPTIMIZERS, finished, group_runs, varying_keys
-from samlens.report.verdict import Estimate, Verdict, estimate, judge
+from samlens.report.verdict import CANNOT_TEST, Estimate, Verdict, estimate, judge
 
 #: The hard feature is the label attribute of every stand-in.
 FRACTION = "fraction_of_range"
@@ -118,21 +119,60 @@ def analyse(groups: Sequence[Any], keys: Sequence[str]) -> list[Headroom]:
         span = ceiling.mean - floor.mean
         rows = []
         for group, est in treated:
-            fraction = (est.mean - floor.mean) / span if span > 0 else float("nan")
-            fraction_se = est.se / span if span > 0 else float("nan")
             verdict = None
             if baseline is not None and group is not baseline[0]:
-                verdict = judge(
-                    floor,
-                    ceiling,
-                    baseline[1],
-                    est,
-                    baseline_name=label(baseline[0]),
-                    treatment_name=label(group),
-                )
+                est, verdict = _paired_verdict(floor, ceiling, baseline[0], group, est, label)
+            fraction = (est.mean - floor.mean) / span if span > 0 else float("nan")
+            fraction_se = est.se / span if span > 0 else float("nan")
             rows.append(Row(label(group), _optimizer(group), est, fraction, fraction_se, verdict, group))
         out.append(Headroom(_context_label(slot["rest"][0], keys), floor, ceiling, rows))
     return out
+
+
+def _per_seed(runs: Sequence[Run], key: str) -> dict[Any, float]:
+    out = {}
+    for run in finished(runs):
+        value = scalar_metrics(run.final).get(key)
+        if value is not None:
+            out[run.config.get(SEED_KEY)] = value
+    return out
+
+
+def _paired_verdict(
+    floor: Estimate, ceiling: Estimate, baseline: Any, group: Any, est: Estimate, label: Any
+) -> tuple[Estimate, Verdict]:
+    """The verdict on ``group`` against the baseline group, as the paired tables judge it.
+
+    Runs that failed to fit (``samlens.report.paired.failed_fit`` against their seed's baseline)
+    are left out of the estimate; with two or more seeds in common the difference is the paired
+    per-seed one (same initialisation and data order), else the unpaired difference.
+    """
+    base_loss = _per_seed(baseline.runs, TRAIN_LOSS)
+    fitted = [
+        r
+        for r in finished(group.runs)
+        if not failed_fit(_raw(r, TRAIN_LOSS), base_loss.get(r.config.get(SEED_KEY)))
+    ]
+    name, base_name = label(group), label(baseline)
+    kept = hard_estimate(fitted)
+    if kept is None:
+        sentence = (
+            f"every {name} run failed to fit (final train loss more than {FAILED_FIT_MARGIN:g} nats "
+            f"above its {base_name} pair's), so there is nothing to compare."
+        )
+        return est, Verdict(CANNOT_TEST, sentence, float("nan"), float("nan"))
+    base_est = hard_estimate(baseline.runs)
+    assert base_est is not None
+    paired = paired_delta(_per_seed(baseline.runs, HARD_FEATURE), _per_seed(fitted, HARD_FEATURE))
+    delta = paired.delta if paired.delta.n >= 2 else None
+    return kept, judge(
+        floor, ceiling, base_est, kept, baseline_name=base_name, treatment_name=name, paired=delta
+    )
+
+
+def _raw(run: Run, key: str) -> float | None:
+    value = run.final.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _optimizer(group: Any) -> str:

@@ -105,11 +105,14 @@ def judge(
     baseline_name: str = "SGD",
     treatment_name: str = "SAM",
     feature: str = "the hard feature",
+    paired: Estimate | None = None,
 ) -> Verdict:
     """The hypothesis "``treatment`` raises ``feature``'s probe accuracy over ``baseline``", judged.
 
     Testable only when ceiling − floor > ``RANGE_SE`` × the larger probe SE; then it reproduces
-    when the difference exceeds ``DIFF_SE`` SEs of the difference (SEs added in quadrature).
+    when the difference exceeds ``DIFF_SE`` SEs of the difference: the per-seed ``paired``
+    difference when given (same seeds, same initialisation and data order), else the difference
+    of the two means with their SEs added in quadrature.
     """
     f_base = fraction_of_range(baseline.mean, floor.mean, ceiling.mean)
     f_treat = fraction_of_range(treatment.mean, floor.mean, ceiling.mean)
@@ -124,8 +127,12 @@ def judge(
             f"probe accuracy ({baseline_name} {baseline.mean:.3f}, {treatment_name} {treatment.mean:.3f})."
         )
         return Verdict(CANNOT_TEST, sentence, f_base, f_treat)
-    diff = treatment.mean - baseline.mean
-    diff_se = math.sqrt(baseline.se**2 + treatment.se**2)
+    if paired is not None and not math.isnan(paired.se):
+        diff, diff_se = paired.mean, paired.se
+    else:
+        diff = treatment.mean - baseline.mean
+        diff_se = math.sqrt(baseline.se**2 + treatment.se**2)
+    kind = "paired" if paired is not None and not math.isnan(paired.se) else "unpaired"
     where = (
         f"{_pct(f_base)} vs {_pct(f_treat)} of the range ({refs}; "
         f"{baseline_name} {baseline.mean:.3f}, {treatment_name} {treatment.mean:.3f})"
@@ -134,13 +141,13 @@ def judge(
         status = REPRODUCES
         sentence = (
             f"{treatment_name} raises {feature}'s probe accuracy by {diff:.3f} "
-            f"({diff / diff_se:.1f} SE of the difference): {where}."
+            f"({diff / diff_se:.1f} SE of the {kind} difference): {where}."
         )
     else:
         status = DOES_NOT_REPRODUCE
         how = "lowers" if diff < -DIFF_SE * diff_se else "does not measurably change"
         sentence = (
-            f"{treatment_name} {how} {feature}'s probe accuracy (difference {diff:+.3f}, "
+            f"{treatment_name} {how} {feature}'s probe accuracy ({kind} difference {diff:+.3f}, "
             f"SE {diff_se:.3f}): {where}."
         )
     return Verdict(status, sentence, f_base, f_treat)
