@@ -69,8 +69,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="finished run directories (first: the SGD run)")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--fixed-c",
+        type=float,
+        default=None,
+        help="only re-probe each run (probe seed 0) with C fixed to this value for both features",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.fixed_c is not None:
+        print("| run | optimizer | rho | seed | hard, C by CV | hard, C fixed |")
+        print("|---|---|---|---|---:|---:|")
+        for run_dir in args.runs:
+            cfg = read_config(run_dir)
+            train, test = features(run_dir)
+            cv = balanced_probe(train, test, seed=0)["probe_acc_label"]
+            fixed = fixed_c(train, test, 0, {t: args.fixed_c for t in TARGETS})["probe_acc_label"]
+            print(
+                f"| {run_dir.name} | {cfg.optim.name} | {cfg.optim.rho:g} | {cfg.train.seed} | "
+                f"{cv:.4f} | {fixed:.4f} |",
+                flush=True,
+            )
+        return 0
     seeds = range(args.seeds)
     print("| run | variant | std hard (label) | std easy (other) | mean hard | C chosen (hard) |")
     print("|---|---|---:|---:|---:|---|")
