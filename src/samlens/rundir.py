@@ -96,6 +96,12 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], None])
         save(fh)
 
 
+def move_into_place(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Atomically replace ``dst`` with ``src``, a file written completely elsewhere on the same
+    filesystem (a report's staging folder): readers see the old file or the new one, never half."""
+    os.replace(src, dst)
+
+
 def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Delete temp files of interrupted atomic writes; call only while holding the run's lock."""
     removed = []

@@ -17,6 +17,7 @@ with require("report"):
 
 import yaml
 
+from samlens import rundir
 from samlens.errors import ConfigError
 from samlens.report import figures, paired, rho_curve
 from samlens.report import headroom as headroom_mod
@@ -196,7 +197,7 @@ def _replace_into(staging: Path, out_dir: Path, stems: list[str]) -> None:
         fig_out.mkdir(exist_ok=True)
         for stem in stems:
             for ext in (".png", ".pdf"):
-                os.replace(staging / FIGURES / f"{stem}{ext}", fig_out / f"{stem}{ext}")
+                rundir.move_into_place(staging / FIGURES / f"{stem}{ext}", fig_out / f"{stem}{ext}")
     # Figures a previous report drew but this one does not would be stale evidence.
     stale = ("headroom", "rho_curve", "delta_curves", "probe_vs_rho", "probe_curves")
     stale += ("group_accuracy", "lorenz")
@@ -205,7 +206,7 @@ def _replace_into(staging: Path, out_dir: Path, stems: list[str]) -> None:
             for ext in (".png", ".pdf"):
                 (fig_out / f"{stem}{ext}").unlink(missing_ok=True)
     for name in ("summary.csv", "report.html", "report.md"):  # report.md last: it marks a complete report
-        os.replace(staging / name, out_dir / name)
+        rundir.move_into_place(staging / name, out_dir / name)
 
 
 def write_report(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
