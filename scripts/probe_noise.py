@@ -23,24 +23,16 @@ from pathlib import Path
 
 import torch
 
-from samlens import rundir
 from samlens.probe import extract_features
 from samlens.probe.balanced import TARGETS, balanced_probe, balanced_subsets
 from samlens.probe.fit import cv_logistic_probe
 from samlens.probe.metrics import mean_accuracy
-from samlens.train.build import build_dataset, build_model, read_config
+from samlens.train.build import load_run, read_config
 from samlens.train.probing import probe_splits
 
 
 def features(run_dir: Path) -> tuple:
-    cfg = read_config(run_dir)
-    dataset = build_dataset(cfg)
-    model = build_model(cfg, dataset, load_pretrained=False)
-    ckpt = rundir.load_checkpoint(run_dir)
-    if ckpt is None:
-        raise SystemExit(f"{run_dir}: no checkpoint")
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    _, model, dataset = load_run(run_dir)
     train, test = probe_splits(dataset)
     return extract_features(model, dataset.split(train)), extract_features(model, dataset.split(test))
 

@@ -18,21 +18,14 @@ import torch
 
 from samlens import rundir
 from samlens.probe.importance import gini, phantom_importance_weights
-from samlens.train.build import build_dataset, build_model, read_config
+from samlens.train.build import load_run
 
 SOURCE = "samlens.reproduce.importance"
 
 
 def importance_metrics(run_dir: Path, n: int = 1024, batch: int = 256) -> dict[str, object]:
     """Gini of λ and λ̃ (and the weights themselves) at the final checkpoint of ``run_dir``."""
-    cfg = read_config(run_dir)
-    dataset = build_dataset(cfg)
-    model = build_model(cfg, dataset, load_pretrained=False)
-    ckpt = rundir.load_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no checkpoint")
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    cfg, model, dataset = load_run(run_dir)
     split = dataset.split("train")
     lam, lam_t = [], []
     for start in range(0, min(n, len(split)), batch):
