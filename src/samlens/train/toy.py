@@ -1,5 +1,9 @@
 """The toy study (spec §4): SGD, SAM, LSAM, IW-only and LR-only on two redundant features.
 
+The SAM family (GSAM, WSAM, LookSAM, F-SAM, random-direction SAM) runs at full SAM's radius
+``sam_rho`` with its registered default options, so the variant axis asks which ascent raises the
+hard feature at the same radius.
+
 Each run trains one toy network with one optimizer and one seed on logistic loss with stochastic
 mini-batches, and records over training the effective coefficients β (|β_hard| / |β_easy|), the
 training loss, and at the end the per-feature probe accuracy and the importance-weight Gini of λ
@@ -33,12 +37,16 @@ from samlens.models import get_model
 from samlens.models.toy import effective_coefficients
 from samlens.optim.decomposition import RHO_MODES, Decomposition
 from samlens.optim.perturbation import radius
-from samlens.optim.sam import SAM
+from samlens.optim.registry import build_optimizer
 from samlens.probe.importance import gini, phantom_importance_weights
 from samlens.train.schema import build, check_fields, option, read_yaml
 from samlens.validate import check_positive_int, check_type
 
-TOY_OPTIMIZERS = ("sgd", "sam", "lsam", "iw", "lr")
+#: The SAM family beyond the paper, built by name from the optimizer table at full SAM's radius.
+TOY_VARIANTS = ("gsam", "wsam", "looksam", "fsam", "random_sam")
+TOY_OPTIMIZERS = ("sgd", "sam", *TOY_VARIANTS, "lsam", "iw", "lr")
+#: What ``samlens toy`` runs unless told otherwise: the paper's optimizers.
+TOY_DEFAULT_OPTIMIZERS = ("sgd", "sam", "lsam", "iw", "lr")
 TOY_MODELS = ("diag_linear", "two_layer_linear", "two_layer_relu")
 LOSS_LEVELS = (0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1)
 
@@ -68,7 +76,7 @@ class ToyConfig:
     rho_mode: str = option("absolute", choices=RHO_MODES)
     eval_every: int = option(50, domain="size")
     n_probe: int = option(1000, domain="size")
-    optimizers: tuple[str, ...] = option(TOY_OPTIMIZERS, choices=TOY_OPTIMIZERS)
+    optimizers: tuple[str, ...] = option(TOY_DEFAULT_OPTIMIZERS, choices=TOY_OPTIMIZERS)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     def __post_init__(self) -> None:
@@ -125,23 +133,32 @@ def _build_model(cfg: ToyConfig) -> nn.Module:
 
 
 class _ToyOptimizer:
-    """Uniform step(closure) over the five optimizers; SAM's radius follows its weights if relative."""
+    """Uniform step(closure) over the toy optimizers; a full-weight ascent's radius follows its
+    weights if relative."""
 
-    def __init__(self, name: str, model: nn.Module, cfg: ToyConfig) -> None:
-        base = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    def __init__(self, name: str, model: nn.Module, cfg: ToyConfig, seed: int) -> None:
         self.model, self.name, self.cfg = model, name, cfg
-        if name == "sam":
-            self.rho = cfg.rho if cfg.sam_rho is None else cfg.sam_rho
-            self.opt: torch.optim.Optimizer = SAM(base, rho=self.rho, model=model)
-        else:
-            self.opt = Decomposition(model, base, variant=name, rho=cfg.rho, rho_mode=cfg.rho_mode)
+        self.full = name == "sam" or name in TOY_VARIANTS
+        self.rho = cfg.rho if cfg.sam_rho is None or not self.full else cfg.sam_rho
+        if not self.full:  # SGD too: the decomposition's plain step, as the toy has always run it
+            base = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+            self.opt: torch.optim.Optimizer = Decomposition(
+                model, base, variant=name, rho=cfg.rho, rho_mode=cfg.rho_mode
+            )
+            return
+        options: dict[str, Any] = {"lr": cfg.lr, "momentum": cfg.momentum, "rho": self.rho}
+        if name == "random_sam":
+            options["seed"] = seed
+        self.opt = build_optimizer(name, model, **options)
 
     def step(self, closure: Any) -> Tensor:
-        if self.name == "sam" and self.cfg.rho_mode == "relative":
-            # Relative radius for full SAM: ρ·‖θ‖ over every parameter, the core's one rule.
+        if self.full and self.cfg.rho_mode == "relative":
+            # Relative radius for a full-weight ascent: ρ·‖θ‖ over every parameter, the core's one rule.
             size = float(radius(self.rho, "relative", self.model.parameters()))
             for group in self.opt.param_groups:
                 group["rho"] = size
+                if "rho_max" in group:  # GSAM's schedule runs between these; at constant lr, rho_max
+                    group["rho_max"] = group["rho_min"] = size
         return self.opt.step(closure)
 
 
@@ -175,7 +192,7 @@ def run_one(cfg: ToyConfig, optimizer: str, seed: int) -> dict[str, Any]:
     probe_train = cfg.data.sample(cfg.n_probe, seed=2000 + seed, independent=True)
     probe_test = cfg.data.sample(cfg.n_probe, seed=3000 + seed, independent=True)
     model = _build_model(cfg)
-    opt = _ToyOptimizer(optimizer, model, cfg)
+    opt = _ToyOptimizer(optimizer, model, cfg, seed)
     x, y = data["x"], data["y"]
     g = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {
