@@ -19,3 +19,17 @@ def test_registry_refuses_duplicates():
     reg.register("a")(1)
     with pytest.raises(ValueError, match="registered twice"):
         reg.register("a")(2)
+
+
+def test_options_lists_what_follows_the_leading_arguments():
+    from samlens.registry import Registry
+
+    reg: Registry = Registry("thing")
+
+    @reg.register("a")
+    def make(root, seed=0, *, width: int = 3, depth, **extra):
+        return None
+
+    import inspect
+
+    assert reg.options("a", ("root", "seed")) == {"width": 3, "depth": inspect.Parameter.empty}

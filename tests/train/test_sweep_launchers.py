@@ -129,7 +129,7 @@ def test_local_launcher_reports_each_run_as_it_finishes(tmp_path):
         if Path(outcome.run_dir).name == "second":
             reported.write_text("")
 
-    outcomes = launchers.launch_local(tasks, workers=2, run_fn=wait_for_file_run, report=report)
+    outcomes = launchers.launch("local", tasks, workers=2, run_fn=wait_for_file_run, report=report)
     assert seen == [("second", "done"), ("first", "done")]
     assert [(Path(o.run_dir).name, o.state) for o in outcomes] == [("first", "done"), ("second", "done")]
 
@@ -148,7 +148,7 @@ def test_local_launcher_hands_each_worker_its_share_of_threads(tmp_path):
     from samlens.train.distributed import available_cores
 
     tasks = [launchers.Task({}, str(tmp_path / f"r{i}")) for i in range(3)]
-    outcomes = launchers.launch_local(tasks, workers=2, run_fn=threads_run)
+    outcomes = launchers.launch("local", tasks, workers=2, run_fn=threads_run)
     assert {o.state for o in outcomes} == {f"threads={max(1, available_cores() // 2)}"}
 
 

@@ -29,6 +29,7 @@ from samlens.data.pairing import (
 )
 from samlens.data.sources import resize
 from samlens.errors import ConfigError
+from samlens.validate import check_bool
 
 # Random stream of the shuffle_easy re-draw, separate from the dataset's main stream.
 SHUFFLE_STREAM = 1
@@ -59,13 +60,6 @@ def select_classes(labels: np.ndarray, classes: Sequence[int]) -> tuple[np.ndarr
     lookup = {c: k for k, c in enumerate(classes)}
     keep = np.flatnonzero(np.isin(labels, list(classes)))
     return keep, np.array([lookup[int(c)] for c in labels[keep]], dtype=np.int64)
-
-
-def check_flag(name: str, value: bool) -> bool:
-    # YAML and `-o` give real booleans; a string such as "false" would otherwise be truthy.
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
 
 
 def check_block_size(block_size: int) -> int:
@@ -116,7 +110,7 @@ def build_dominoes(
     to the dataset without it: runs trained on either are probed on the same examples.
     """
     correlation = check_fraction("correlation", correlation)
-    shuffle_easy = check_flag("shuffle_easy", shuffle_easy)
+    shuffle_easy = check_bool("shuffle_easy", shuffle_easy)
     k = len(class_names)
     rng = np.random.default_rng(seed)
     if held_out_probes and "probe_train" not in other_pools:

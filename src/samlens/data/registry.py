@@ -24,12 +24,7 @@ def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
 
 def dataset_options(name: str) -> dict[str, Any]:
     """The options a dataset takes, with their defaults (``inspect.Parameter.empty`` if required)."""
-    params = inspect.signature(DATASETS.get(name)).parameters
-    return {
-        key: p.default
-        for key, p in params.items()
-        if key not in ("root", "seed") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
+    return DATASETS.options(name, ("root", "seed"))
 
 
 def get_dataset(name: str, root: str | Path | None = None, seed: int = 0, **options: Any) -> SpuriousDataset:

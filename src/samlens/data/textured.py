@@ -10,7 +10,7 @@ import torch
 
 from samlens._optional import require
 from samlens.data.base import SplitData, SpuriousDataset
-from samlens.data.dominoes import SHUFFLE_STREAM, check_flag
+from samlens.data.dominoes import SHUFFLE_STREAM
 from samlens.data.pairing import (
     assign_others,
     balance_classes,
@@ -22,6 +22,7 @@ from samlens.data.registry import register_dataset
 from samlens.data.sources import FASHION_CLASSES, TEXTURES, check_per_class, fashion_root, mnist5k, texture
 from samlens.data.stand_ins import pools_from_official, pools_from_unsplit
 from samlens.errors import ConfigError
+from samlens.validate import check_bool
 
 FOREGROUNDS = ("fashion", "mnist5k")
 
@@ -123,7 +124,7 @@ def textured_objects(
             f"textures must be {len(classes)} distinct names from {', '.join(TEXTURES)}, got {list(textures)}"
         )
     correlation = check_fraction("correlation", correlation)
-    shuffle_easy = check_flag("shuffle_easy", shuffle_easy)
+    shuffle_easy = check_bool("shuffle_easy", shuffle_easy)
     train_per_class = check_per_class("train_per_class", train_per_class)
     eval_per_class = check_per_class("eval_per_class", eval_per_class)
     probe_per_class = check_per_class("probe_per_class", probe_per_class)

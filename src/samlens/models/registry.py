@@ -47,12 +47,7 @@ def _shape(input_shape: Sequence[int] | int) -> tuple[int, ...]:
 
 def model_options(name: str) -> dict[str, Any]:
     """The options a model takes, with their defaults (``inspect.Parameter.empty`` if required)."""
-    params = inspect.signature(MODELS.get(name)).parameters
-    return {
-        key: p.default
-        for key, p in params.items()
-        if key not in ("num_classes", "input_shape") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
+    return MODELS.options(name, ("num_classes", "input_shape"))
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:

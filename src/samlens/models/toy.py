@@ -49,56 +49,45 @@ class DiagonalLinear(FeatureModel):
         return x.flatten(1) * self.u
 
 
-class TwoLayerLinear(FeatureModel):
-    """Φ(x) = V x (width k), f = W Φ + b; effective coefficient β = Vᵀ Wᵀ."""
+class _TwoLayer(FeatureModel):
+    """Φ(x) = σ(V x + c) (width k), f = W Φ + b: V ~ N(0, s²/d), W ~ N(0, s²/k), biases zero.
+
+    The documented defaults (width, init_scale, bias) are the registered builders' below."""
+
+    model_name = ""
+    body_bias = False
 
     def __init__(
-        self,
-        num_classes: int,
-        input_shape: tuple[int, ...],
-        width: int = 20,
-        init_scale: float = 0.1,
-        bias: bool = False,
+        self, num_classes: int, input_shape: tuple[int, ...], width: int, init_scale: float, bias: bool
     ):
         super().__init__()
-        d = _flat_dim(input_shape, "two_layer_linear")
+        d = _flat_dim(input_shape, self.model_name)
         _check_scale(init_scale)
         width = positive_int("width", width)
-        self.body = nn.Linear(d, width, bias=False)
+        self.body = nn.Linear(d, width, bias=bias and self.body_bias)
         self.head = nn.Linear(width, num_classes, bias=bias)
         with torch.no_grad():
             self.body.weight.normal_(0.0, init_scale / math.sqrt(d))
             self.head.weight.normal_(0.0, init_scale / math.sqrt(width))
-            if bias:
-                self.head.bias.zero_()
+            for layer in (self.body, self.head):
+                if layer.bias is not None:
+                    layer.bias.zero_()
+
+
+class TwoLayerLinear(_TwoLayer):
+    """Φ(x) = V x (width k), f = W Φ + b; effective coefficient β = Vᵀ Wᵀ."""
+
+    model_name = "two_layer_linear"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x.flatten(1))
 
 
-class TwoLayerReLU(FeatureModel):
+class TwoLayerReLU(_TwoLayer):
     """Φ(x) = ReLU(V x + c) (width k), f = W Φ + b."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        input_shape: tuple[int, ...],
-        width: int = 64,
-        init_scale: float = 1.0,
-        bias: bool = True,
-    ):
-        super().__init__()
-        d = _flat_dim(input_shape, "two_layer_relu")
-        _check_scale(init_scale)
-        width = positive_int("width", width)
-        self.body = nn.Linear(d, width, bias=bias)
-        self.head = nn.Linear(width, num_classes, bias=bias)
-        with torch.no_grad():
-            self.body.weight.normal_(0.0, init_scale / math.sqrt(d))
-            self.head.weight.normal_(0.0, init_scale / math.sqrt(width))
-            if bias:
-                self.body.bias.zero_()
-                self.head.bias.zero_()
+    model_name = "two_layer_relu"
+    body_bias = True
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x.flatten(1)))

@@ -46,7 +46,7 @@ from samlens.errors import ConfigError
 from samlens.optim.batchnorm import snapshot
 from samlens.optim.perturbation import RHO_MODES, Perturbation, phantom, shadow
 from samlens.optim.wrapper import WrappedOptimizer
-from samlens.validate import check_rho
+from samlens.validate import check_bool, check_rho
 
 VARIANTS = ("sgd", "iw", "lr", "lsam")
 Closure = Callable[[], Tensor]
@@ -115,8 +115,7 @@ class Decomposition(WrappedOptimizer):
         if rho_mode not in RHO_MODES:
             raise ConfigError(f"unknown rho_mode {rho_mode!r}; valid choices: {', '.join(RHO_MODES)}")
         rho = check_rho(rho)
-        if not isinstance(single_pass, bool):
-            raise ConfigError(f"single_pass must be true or false, got {single_pass!r}")
+        check_bool("single_pass", single_pass)
         head = getattr(model, "head", None)
         if not isinstance(head, nn.Linear):
             raise ConfigError(f"{type(model).__name__} has no linear `head`; the decomposition needs one")

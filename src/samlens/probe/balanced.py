@@ -29,7 +29,13 @@ def balanced_subsets(train: Features, test: Features, seed: int) -> tuple[Featur
 
 
 def balanced_probe(
-    train: Features, test: Features, *, engine: str = "torch", seed: int = 0, cv_repeats: int = 1
+    train: Features,
+    test: Features,
+    *,
+    engine: str = "torch",
+    seed: int = 0,
+    cv_repeats: int = 1,
+    C: float | None = None,
 ) -> dict:
     """Probe accuracy of the label (A) and of the other attribute (B) on balanced splits.
 
@@ -38,7 +44,8 @@ def balanced_probe(
     chosen by 5-fold stratified CV on probe-train, and score on balanced probe-test.
     Returns ``probe_acc_<t>``, ``balanced_acc_<t>``, ``per_group_acc_<t>``, ``C_<t>`` and
     ``cv_acc_<t>`` for t in (label, other), plus ``n_train``/``n_test`` (balanced sizes).
-    ``cv_repeats`` > 1 averages the CV accuracy that picks C over that many fold splits.
+    ``cv_repeats`` > 1 averages the CV accuracy that picks C over that many fold splits; a fixed
+    ``C`` replaces the search for both targets (``cv_acc_<t>`` is then empty).
     """
     check_same_dim(train=train, test=test)
     btrain, btest = balanced_subsets(train, test, seed)
@@ -53,6 +60,7 @@ def balanced_probe(
             seed=seed,
             what=f"probe target {target!r}",
             repeats=cv_repeats,
+            C=C,
         )
         out[f"probe_acc_{target}"] = mean_accuracy(y_te, fit.test_pred)
         out[f"balanced_acc_{target}"] = balanced_accuracy(y_te, fit.test_pred)

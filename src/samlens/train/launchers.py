@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from samlens._optional import require
 from samlens.errors import ConfigError
 from samlens.registry import Registry
 
@@ -52,6 +53,18 @@ RunFn = Callable[[dict[str, Any], str, int | None, tuple[str, ...]], str]
 Report = Callable[[Outcome], None]
 Unwrap = Callable[[BaseException], BaseException]
 
+
+@dataclass(frozen=True)
+class Batch:
+    """What every launcher is given: the tasks (never empty), how many may run at once (checked),
+    the function that runs one (the trainer unless a test passes its own) and the report hook."""
+
+    tasks: Sequence[Task]
+    workers: int
+    run_fn: RunFn
+    report: Report | None = None
+
+
 LAUNCHERS: Registry[Callable[..., list[Outcome]]] = Registry("launcher")
 
 
@@ -68,11 +81,6 @@ def _error(task: Task, err: BaseException) -> Outcome:
     return Outcome(task.run_dir, "error", f"{type(err).__name__}: {text}")
 
 
-def _start(run_fn: RunFn | None, workers: int) -> tuple[RunFn, int]:
-    """The run function (the trainer unless a test passes its own) and a checked worker count."""
-    return run_fn or _default_run_fn(), _check_workers(workers)
-
-
 def _check_workers(workers: int) -> int:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
@@ -82,8 +90,8 @@ def _check_workers(workers: int) -> int:
 class _Collector:
     """Outcomes in task order, each reported the moment it is known."""
 
-    def __init__(self, tasks: Sequence[Task], report: Report | None) -> None:
-        self.tasks, self.report = tasks, report
+    def __init__(self, batch: Batch) -> None:
+        self.tasks, self.report = batch.tasks, batch.report
         self.outcomes: dict[int, Outcome] = {}
 
     def result(self, i: int, get: Callable[[], str], unwrap: Unwrap = lambda err: err) -> None:
@@ -109,21 +117,13 @@ def local_threads(workers: int, tasks: int, cores: int | None = None) -> int | N
 
 
 @LAUNCHERS.register("local")
-def launch_local(
-    tasks: Sequence[Task],
-    workers: int = 1,
-    run_fn: RunFn | None = None,
-    report: Report | None = None,
-    **_: Any,
-) -> list[Outcome]:
+def launch_local(batch: Batch, **_: Any) -> list[Outcome]:
     """Run tasks in a pool of ``workers`` spawned processes (``local_threads`` torch threads each)."""
-    run_fn, workers = _start(run_fn, workers)
-    if not tasks:
-        return []
-    threads = local_threads(workers, len(tasks))
+    tasks, run_fn = batch.tasks, batch.run_fn
+    threads = local_threads(batch.workers, len(tasks))
     ctx = multiprocessing.get_context("spawn")
-    collect = _Collector(tasks, report)
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+    collect = _Collector(batch)
+    with ProcessPoolExecutor(max_workers=min(batch.workers, len(tasks)), mp_context=ctx) as pool:
         futures = {
             pool.submit(run_fn, t.config, t.run_dir, threads, t.imports): i for i, t in enumerate(tasks)
         }
@@ -138,36 +138,29 @@ def _ray_cause(err: BaseException) -> BaseException:
 
 @LAUNCHERS.register("ray")
 def launch_ray(
-    tasks: Sequence[Task],
-    workers: int = 1,
-    run_fn: RunFn | None = None,
+    batch: Batch,
     address: str | None = None,
     cpus_per_task: float = 1,
     gpus_per_task: float = 0,
-    report: Report | None = None,
     **_: Any,
 ) -> list[Outcome]:
     """One Ray task per point. Uses the running Ray instance if there is one (or ``address``);
     otherwise starts a local instance with ``workers`` CPUs and shuts it down afterwards."""
-    try:
+    with require("ray"):
         import ray
-    except ImportError:
-        raise ConfigError("the ray launcher needs Ray: pip install 'samlens[ray]'") from None
-    run_fn, workers = _start(run_fn, workers)
-    if not tasks:
-        return []
+    tasks = batch.tasks
     started = False
     if not ray.is_initialized():
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=batch.workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(run_fn)
+        remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(batch.run_fn)
         threads = max(1, int(cpus_per_task))
         refs = {remote.remote(t.config, t.run_dir, threads, t.imports): i for i, t in enumerate(tasks)}
-        collect = _Collector(tasks, report)
+        collect = _Collector(batch)
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -181,16 +174,13 @@ def launch_ray(
 
 @LAUNCHERS.register("slurm")
 def launch_slurm(
-    tasks: Sequence[Task],
-    workers: int = 1,
-    run_fn: RunFn | None = None,
+    batch: Batch,
     folder: str | os.PathLike[str] | None = None,
     cluster: str | None = None,
     partition: str | None = None,
     timeout_min: int = 240,
     cpus_per_task: int = 1,
     gpus_per_task: int = 0,
-    report: Report | None = None,
     poll_s: float = 1.0,
     **_: Any,
 ) -> list[Outcome]:
@@ -199,13 +189,9 @@ def launch_slurm(
     ``cluster`` is submitit's: None picks SLURM when ``sbatch`` exists and local
     processes otherwise; "local" and "debug" force those executors.
     """
-    try:
+    with require("slurm"):
         import submitit
-    except ImportError:
-        raise ConfigError("the slurm launcher needs submitit: pip install 'samlens[slurm]'") from None
-    run_fn, workers = _start(run_fn, workers)
-    if not tasks:
-        return []
+    tasks, workers = batch.tasks, batch.workers
     if folder is None:
         folder = Path(tasks[0].run_dir).parent / ".submitit"
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
@@ -224,12 +210,12 @@ def launch_slurm(
     # SLURM throttles the array itself; submitit's local executor starts every job at once,
     # so there the array is submitted in waves of ``workers``.
     wave = len(tasks) if executor.cluster == "slurm" else workers
-    collect = _Collector(tasks, report)
+    collect = _Collector(batch)
     for start in range(0, len(tasks), wave):
         chunk = tasks[start : start + wave]
         threads = [max(1, cpus_per_task)] * len(chunk)
         jobs = executor.map_array(
-            run_fn,
+            batch.run_fn,
             [t.config for t in chunk],
             [t.run_dir for t in chunk],
             threads,
@@ -246,6 +232,17 @@ def launch_slurm(
     return collect.ordered()
 
 
-def launch(name: str, tasks: Sequence[Task], workers: int = 1, **options: Any) -> list[Outcome]:
-    """Run ``tasks`` with the launcher called ``name`` (ConfigError lists the valid names)."""
-    return LAUNCHERS.get(name)(list(tasks), workers=workers, **options)
+def launch(
+    name: str,
+    tasks: Sequence[Task],
+    workers: int = 1,
+    *,
+    run_fn: RunFn | None = None,
+    report: Report | None = None,
+    **options: Any,
+) -> list[Outcome]:
+    """Run ``tasks`` with the launcher called ``name`` (ConfigError lists the valid names);
+    ``options`` are that launcher's own (address, folder, partition, ...)."""
+    launcher = LAUNCHERS.get(name)
+    batch = Batch(list(tasks), _check_workers(workers), run_fn or _default_run_fn(), report)
+    return launcher(batch, **options) if batch.tasks else []

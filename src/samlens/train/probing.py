@@ -40,6 +40,11 @@ def scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _check_fixed_c(method: str, C: float | None) -> None:
+    if C is not None and method != "balanced":
+        raise ConfigError(f"probe.C fixes the balanced probe's C; probe method {method!r} chooses its own")
+
+
 def run_probe(
     method: str,
     model: nn.Module,
@@ -48,11 +53,13 @@ def run_probe(
     engine: str = "torch",
     device: torch.device | str = "cpu",
     bn_stats: str = "running",
+    C: float | None = None,
 ) -> dict[str, float]:
     """``balanced`` (per-feature probe accuracy), ``dfr`` or ``transfer`` metrics of ``model``.
 
     ``bn_stats="recompute"`` first sets BatchNorm running statistics to their average over the
-    training split (``samlens.train.bn``), as evaluation does.
+    training split (``samlens.train.bn``), as evaluation does. ``C`` fixes the balanced probe's
+    regularisation (no CV search); the other methods refuse it.
     """
     import samlens.probe as probe
 
@@ -63,6 +70,7 @@ def run_probe(
     if fn is None:
         raise ConfigError(f"probe method {method!r} is not available in this installation")
 
+    _check_fixed_c(method, C)
     if bn_stats == "recompute":
         recompute_bn_stats(model, dataset, device=device)
 
@@ -71,7 +79,7 @@ def run_probe(
 
     if method == "balanced":
         train_split, test_split = probe_splits(dataset)
-        return scalar_metrics(fn(feats(train_split), feats(test_split), engine=engine))
+        return scalar_metrics(fn(feats(train_split), feats(test_split), engine=engine, C=C))
     if method == "dfr":
         # DFR's group metrics share names with the model's own; the prefix keeps them apart.
         result = fn(feats("train"), feats("val"), feats("test"), engine=engine)
@@ -86,6 +94,7 @@ def make_prober(cfg: ExperimentConfig, dataset: Any, device: torch.device) -> Pr
         return None
     if cfg.probe.method == "balanced" and "probe_train" not in dataset.splits and dataset.num_other < 2:
         return None
+    _check_fixed_c(cfg.probe.method, cfg.probe.C)
     if cfg.probe.method == "dfr" and len(dataset.labels("val")) == 0:
         # Checked before training: DFR refits the last layer on val, which is empty here.
         raise ConfigError(
@@ -101,6 +110,7 @@ def make_prober(cfg: ExperimentConfig, dataset: Any, device: torch.device) -> Pr
             engine=cfg.probe.engine,
             device=device,
             bn_stats=cfg.train.bn_stats,
+            C=cfg.probe.C,
         )
 
     return prober

@@ -9,7 +9,6 @@ import numpy as np
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.real.common import (
     FileImages,
-    check_bool,
     check_files_exist,
     check_image_size,
     check_unique,
@@ -24,6 +23,7 @@ from samlens.data.real.common import (
 )
 from samlens.data.registry import register_dataset
 from samlens.errors import ConfigError, DatasetFormatError
+from samlens.validate import check_bool
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 

@@ -15,9 +15,10 @@ from samlens.data.base import SpuriousDataset
 from samlens.data.dominoes import BlockPool, build_dominoes, select_classes
 from samlens.data.idx import load_mnist_split
 from samlens.data.pairing import check_classes, check_fraction, partition_per_class
-from samlens.data.real.common import check_bool, require_dir
+from samlens.data.real.common import require_dir
 from samlens.data.registry import register_dataset
 from samlens.errors import ConfigError, DatasetFormatError
+from samlens.validate import check_bool
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -199,12 +199,6 @@ def check_open_fraction(name: str, value: object) -> float:
     return float(value)
 
 
-def check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
-
-
 def require_rows(path: Path, codes: np.ndarray, column: str) -> None:
     """Rows for train (code 0) and val (code 1) must exist: training needs the one, and the probe
     splits are the two halves of the other. An empty test split is allowed (it is skipped)."""

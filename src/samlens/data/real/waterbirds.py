@@ -9,7 +9,6 @@ import numpy as np
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.real.common import (
     FileImages,
-    check_bool,
     check_files_exist,
     check_image_size,
     check_unique,
@@ -23,6 +22,7 @@ from samlens.data.real.common import (
     str_column,
 )
 from samlens.data.registry import register_dataset
+from samlens.validate import check_bool
 
 COLUMNS = ("img_filename", "y", "split", "place")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
