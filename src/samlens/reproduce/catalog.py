@@ -145,7 +145,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             "fmnist_mnist",
             "the paper's FMNIST-MNIST (5-class) on its CNN; hypothesis: SAM raises the hard "
             "feature's (Fashion) probe accuracy, measured per rho as a paired difference from SGD",
-            # The probe on the full-width paper CNN's 3,584 features costs minutes per run: CI runs
+            # The probe on the full-width paper CNN's 1,024 features costs minutes per run: CI runs
             # the pipeline on a quarter-width network and small probe splits.
             **{"data.options.probe_per_class": 100, "model.options.width": 0.25},
         ),
@@ -161,6 +161,21 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             claim="where SAM's effect on FMNIST-MNIST holds or vanishes; hypothesis: SAM's paired "
             "advantage holds at easy-block correlation 0.95/0.9 and at 3x the epochs, on the small CNN",
             quick_base={**_QUICK_TRAIN, **_QUICK_IMAGES, "data.options.probe_per_class": 250},
+            quick_grid={**_QUICK_SEEDS, "train.epochs": [1], "data.options.correlation": [0.9]},
+            hard_only=False,
+            quick_subgrids=1,
+        ),
+        Reproduction(
+            name="fmnist_mnist_conditions_paper_cnn",
+            file="fmnist_mnist_conditions_paper_cnn.yaml",
+            claim="where SAM's effect on FMNIST-MNIST holds or vanishes on the paper's CNN; hypothesis: "
+            "SAM's paired advantage holds at easy-block correlation 0.95/0.9 and at 3x the epochs",
+            quick_base={
+                **_QUICK_TRAIN,
+                **_QUICK_IMAGES,
+                "data.options.probe_per_class": 100,
+                "model.options.width": 0.25,
+            },
             quick_grid={**_QUICK_SEEDS, "train.epochs": [1], "data.options.correlation": [0.9]},
             hard_only=False,
             quick_subgrids=1,

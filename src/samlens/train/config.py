@@ -127,7 +127,7 @@ class ProbeConfig:
     ``enabled=False`` skips probing altogether (the final event then has no probe metrics). ``C``
     fixes the balanced probe's inverse regularisation instead of choosing it by 5-fold CV in every
     probe: chosen once for a sweep, it takes the search's noise out of the comparison between runs,
-    and on wide features (the paper CNN's 3,584) one fit replaces 36.
+    and on wide features (the paper CNN's 1,024) one fit replaces 36.
     """
 
     enabled: bool = True
