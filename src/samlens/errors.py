@@ -21,3 +21,17 @@ class ConfigError(SamlensError, ValueError):
 
 class DatasetFormatError(SamlensError, ValueError):
     """A dataset file or directory is missing or does not have the expected format."""
+
+
+class Preempted(SamlensError):
+    """A run stopped on a signal after writing its checkpoint; running it again resumes it.
+
+    The CLI exits with 128 + ``signum`` (143 for SIGTERM, 130 for SIGINT), as the shell would.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:  # crosses process pools intact
+        return (type(self), (str(self), self.signum))

@@ -218,3 +218,19 @@ def test_two_concurrent_launchers_train_every_run_once(tiny_grid, tmp_path):
         events = [(e["event"], e["step"]) for e in read_results(p.run_dir)]
         assert len(events) == len(set(events)) and events[-1][0] == "final", events
         assert (p.run_dir / "done").exists()
+
+
+def test_slurm_jobs_are_requeueable_with_the_same_call():
+    from submitit.helpers import DelayedSubmission
+
+    calls = []
+
+    def run_fn(config, run_dir, threads, imports):
+        calls.append((config, run_dir, threads, imports))
+        return "done"
+
+    job = launchers.Requeueable(run_fn)
+    assert job({"a": 1}, "/r", 1, ()) == "done" and calls == [({"a": 1}, "/r", 1, ())]
+    again = job.checkpoint({"a": 1}, "/r", 1, ())
+    assert isinstance(again, DelayedSubmission)
+    assert again.function is job and again.args == ({"a": 1}, "/r", 1, ())

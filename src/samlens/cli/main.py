@@ -21,7 +21,7 @@ from pathlib import Path
 
 import samlens
 import samlens.cli as cli_pkg
-from samlens.errors import SamlensError
+from samlens.errors import Preempted, SamlensError
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args._parser.error(unknown_arguments_message(args._parser, extra))
     try:
         return int(args._run(args) or 0)
+    except Preempted as err:  # not an error: the run is checkpointed and resumes
+        print(f"samlens {args.command}: {err}", file=sys.stderr)
+        return 128 + err.signum
     except SamlensError as err:
         print(f"samlens {args.command}: error: {err}", file=sys.stderr)
         return 2

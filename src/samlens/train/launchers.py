@@ -172,6 +172,23 @@ def launch_ray(
             ray.shutdown()
 
 
+class Requeueable:
+    """A run function submitit may requeue: on the signal SLURM sends before a time limit or a
+    preemption (submitit's USR2), submitit calls ``checkpoint`` and resubmits the same call, which
+    resumes the run from its last checkpoint (``train.checkpoint_every`` bounds what is redone)."""
+
+    def __init__(self, run_fn: RunFn) -> None:
+        self.run_fn = run_fn
+
+    def __call__(self, *args: Any) -> str:
+        return self.run_fn(*args)
+
+    def checkpoint(self, *args: Any) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args)
+
+
 @LAUNCHERS.register("slurm")
 def launch_slurm(
     batch: Batch,
@@ -215,7 +232,7 @@ def launch_slurm(
         chunk = tasks[start : start + wave]
         threads = [max(1, cpus_per_task)] * len(chunk)
         jobs = executor.map_array(
-            batch.run_fn,
+            Requeueable(batch.run_fn),
             [t.config for t in chunk],
             [t.run_dir for t in chunk],
             threads,

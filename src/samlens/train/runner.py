@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from samlens import rundir
-from samlens.errors import ConfigError
+from samlens.errors import ConfigError, Preempted
 from samlens.optim.distributed import step_call
 from samlens.train import build, checkpoint, directory, events
 from samlens.train.config import ExperimentConfig, config_hash, derive_seed, flatten_config
 from samlens.train.distributed import DistContext, default_threads, init_distributed, pick_device
 from samlens.train.evaluate import evaluate
 from samlens.train.meta import run_meta
+from samlens.train.preemption import StopRequest, stop_on_signals
 from samlens.train.probing import make_prober
 from samlens.train.reproducibility import deterministic, epoch_batches, torch_threads
 from samlens.train.schedule import build_scheduler
@@ -59,6 +60,7 @@ class _Run:
         self.writes = ctx.is_main
         self.removed_temp: list[Path] = []
         self.loader: Any = None
+        self.stop_request: StopRequest | None = None
 
     # -- setup -------------------------------------------------------------------------
     def build(self) -> None:
@@ -193,6 +195,7 @@ class _Run:
                 self.save()
             if self.step_hook is not None:
                 self.step_hook(s.step)
+            self._stop_if_asked(saved=False)
         return True
 
     def end_of_epoch(self, final: bool) -> dict[str, float]:
@@ -248,7 +251,23 @@ class _Run:
                     s.reset_sums()
                 self.ctx.barrier()
                 self.save()
+                self._stop_if_asked(saved=True)
         self.finish(s.last)
+
+    def _stop_if_asked(self, saved: bool) -> None:
+        """At a step boundary: after a SIGTERM/SIGINT, checkpoint (unless just saved) and stop."""
+        request = self.stop_request
+        if request is None:
+            return
+        asked = request.signum is not None
+        if self.ctx.enabled:  # every rank stops at the same step, or the others wait forever
+            asked = bool(self.ctx.all_sum(torch.tensor(float(asked), device=self.device)) > 0)
+        if not asked:
+            return
+        if not saved:
+            self._check_finite()
+            self.save()
+        raise request.stop(self.state.step)
 
     def finish(self, last: dict[str, float]) -> None:
         metrics = dict(last) if last else self._evaluate()
@@ -313,8 +332,13 @@ def _train(run: _Run, run_dir: Path) -> Path:
     """Files, resume, loop, final event and ``done``; the caller holds the run's lock."""
     run.start_files()
     try:
-        run.restore()
-        run.loop()
+        with stop_on_signals() as request:
+            run.stop_request = request
+            run.restore()
+            run.loop()
+    except Preempted as err:
+        run.log.warning(f"run preempted: {err}")
+        raise
     except _Diverged as err:
         reason = str(err)
         run.log.error(f"run failed: {reason}")
