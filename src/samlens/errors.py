@@ -23,6 +23,11 @@ class DatasetFormatError(SamlensError, ValueError):
     """A dataset file or directory is missing or does not have the expected format."""
 
 
+class StorageError(SamlensError, OSError):
+    """A file could not be written (a full or read-only disk, no permission); what was written
+    before is intact. Also an ``OSError``, so ``except OSError`` still catches it."""
+
+
 class Preempted(SamlensError):
     """A run stopped on a signal after writing its checkpoint; running it again resumes it.
 

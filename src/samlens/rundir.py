@@ -22,6 +22,7 @@ Turning a run's config into its dataset and model lives in ``samlens.train.build
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -33,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from samlens.errors import ConfigError, SamlensError
+from samlens.errors import ConfigError, SamlensError, StorageError
 
 CONFIG = "config.yaml"
 META = "meta.json"
@@ -68,11 +69,31 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+def storage_error(path: str | os.PathLike[str], err: OSError, kept: str) -> StorageError:
+    """One line for a failed write: the path, the reason (ENOSPC, EROFS, EACCES, ...) and what is
+    intact (``kept``)."""
+    code = errno_name(err)
+    reason = f"{err.strerror or err}" + (f" ({code})" if code else "")
+    return StorageError(f"cannot write {str(path)!r}: {reason}; {kept}")
+
+
+def errno_name(err: OSError) -> str:
+    return errno.errorcode.get(err.errno, "") if err.errno else ""
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temp file next to ``path``; it replaces ``path`` only if the block succeeds."""
+    """Open a temp file next to ``path``; it replaces ``path`` only if the block succeeds.
+
+    A write that fails for the disk (full, read-only, no permission) removes the temp file and
+    raises a one-line :class:`StorageError`; ``path`` keeps its previous content.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise storage_error(path, err, kept) from None
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as fh:
@@ -80,6 +101,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except StorageError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error(path, err, kept) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -176,12 +203,20 @@ def append_result(run_dir: str | os.PathLike[str], record: dict[str, Any]) -> No
     """Append one JSON line to ``results.jsonl``, under an exclusive lock of the file, so
     concurrent appends (a probe next to a report) never interleave, and always on a new line."""
     line = (json.dumps(record, sort_keys=False, allow_nan=True) + "\n").encode()
-    fd = os.open(Path(run_dir) / RESULTS, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    path = Path(run_dir) / RESULTS
+    # A cut-short append leaves a torn last line, which readers skip and the next append repairs.
+    kept = "every earlier record is intact"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    except OSError as err:
+        raise storage_error(path, err, kept) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _repair_tail(fd)
         _write_all(fd, line)
         os.fsync(fd)
+    except OSError as err:
+        raise storage_error(path, err, kept) from None
     finally:
         os.close(fd)  # releases the lock
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from samlens.errors import ConfigError
-from samlens.rundir import atomic_save
+from samlens.rundir import atomic_save, storage_error
 
 _KEYS = ("features", "labels", "others", "groups")
 
@@ -92,7 +92,10 @@ def feature_cache_key(**parts: object) -> str:
 def save_features(feats: Features, path: str | os.PathLike) -> None:
     """Write ``feats`` as an .npz file atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise storage_error(path, err, "nothing was written") from None
     atomic_save(path, lambda fh: np.savez(fh, **{k: getattr(feats, k) for k in _KEYS}))
 
 

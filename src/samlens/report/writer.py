@@ -18,7 +18,7 @@ with require("report"):
 import yaml
 
 from samlens import rundir
-from samlens.errors import ConfigError
+from samlens.errors import ConfigError, StorageError
 from samlens.report import figures, paired, rho_curve
 from samlens.report import headroom as headroom_mod
 from samlens.report.load import Run, load_runs
@@ -39,6 +39,7 @@ from samlens.report.tables import (
     varying_keys,
     wide_table,
 )
+from samlens.rundir import storage_error
 
 FIGURES = "figures"
 
@@ -231,6 +232,10 @@ def write_report(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
         (staging / "report.html").write_text(to_html(blocks, title))
         (staging / "report.md").write_text(to_markdown(blocks))
         _replace_into(staging, out_dir, stems)
+    except StorageError:
+        raise
+    except OSError as err:  # a full or read-only disk while rendering: the old report stays
+        raise storage_error(out_dir, err, "the previous report, if any, is unchanged") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "report.md"

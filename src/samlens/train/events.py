@@ -30,6 +30,14 @@ def probe_record(cfg: ExperimentConfig, step: int, epoch: int, metrics: dict[str
     return record("probe", step, epoch, metrics, flatten_config(cfg))
 
 
+class _LogFile(logging.FileHandler):
+    """train.log: a line that cannot be written (full disk) is dropped without logging's traceback;
+    the run's next checkpoint or results write then stops it with one line naming the path."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def open_log(run_dir: Path | None, quiet: bool, name: str) -> logging.Logger:
     """A logger writing to ``<run_dir>/train.log`` (when given) and, unless ``quiet``, stderr."""
     logger = logging.getLogger(f"samlens.run.{name}.{id(run_dir)}")
@@ -37,7 +45,7 @@ def open_log(run_dir: Path | None, quiet: bool, name: str) -> logging.Logger:
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
     if run_dir is not None:
-        fh = logging.FileHandler(run_dir / rundir.LOG)
+        fh = _LogFile(run_dir / rundir.LOG)
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     if not quiet:
