@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,63 +14,13 @@ from samlens.data.base import SpuriousDataset
 from samlens.data.dominoes import BlockPool, build_dominoes, select_classes
 from samlens.data.idx import load_mnist_split
 from samlens.data.pairing import check_classes, check_fraction, partition_per_class
+from samlens.data.real.cifar_batches import read_cifar10
 from samlens.data.real.common import require_dir
 from samlens.data.registry import register_dataset
-from samlens.errors import ConfigError, DatasetFormatError
+from samlens.errors import ConfigError
 from samlens.validate import check_bool
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def _cifar10_reader():
-    """torchvision's CIFAR-10 reader without the MD5 checks (so miniature copies in tests load too).
-
-    Built on first use because importing torchvision.datasets takes seconds. Downloads
-    (``download=True``) still go through torchvision, which verifies the archive.
-    """
-    with require("data"):
-        from torchvision.datasets import CIFAR10
-
-    class Cifar10Files(CIFAR10):
-        def _check_integrity(self) -> bool:
-            files = self.train_list + self.test_list
-            return all((Path(self.root) / self.base_folder / name).is_file() for name, _ in files)
-
-        def _load_meta(self) -> None:
-            self.classes = list(CIFAR_CLASSES)
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return Cifar10Files
-
-
-def read_cifar10(root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 ``[N, 32, 32, 3]`` uint8 images and labels; one-line errors for missing/bad batches."""
-    batches = root / "cifar-10-batches-py"
-    reader = _cifar10_reader()
-    if not download:
-        for name, _ in reader.train_list + reader.test_list:
-            if not (batches / name).is_file():
-                raise DatasetFormatError(
-                    f"{batches / name}: file not found; expected the CIFAR-10 python batches "
-                    "(data_batch_1..5, test_batch), or pass download=True"
-                )
-    try:
-        data = reader(str(root), train=train, download=download)
-    except (
-        pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError, AttributeError,
-        ImportError, OverflowError, MemoryError,
-    ) as err:  # fmt: skip
-        # A corrupt pickle can raise any of these (a huge length field gives Overflow/MemoryError).
-        raise DatasetFormatError(
-            f"{batches}: cannot read CIFAR-10 batch ({type(err).__name__}: {err}); expected pickled dicts "
-            "with 'data' (N x 3072 uint8) and 'labels'"
-        ) from None
-    labels = np.asarray(data.targets, dtype=np.int64)
-    if len(labels) != len(data.data):
-        raise DatasetFormatError(f"{batches}: {len(labels)} labels for {len(data.data)} images")
-    if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise DatasetFormatError(f"{batches}: label {labels.max()} out of range; expected 0..9")
-    return data.data, labels
 
 
 def _mnist_block(images: np.ndarray) -> torch.Tensor:
