@@ -106,11 +106,29 @@ def load_features(path: str | os.PathLike) -> Features:
             missing = [k for k in _KEYS if k not in data]
             if missing:
                 raise ConfigError(f"feature cache {path} lacks arrays {missing}")
-            return Features(**{k: data[k] for k in _KEYS})
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"cannot read feature cache {path}: {exc}") from exc
+            arrays = {k: data[k] for k in _KEYS}
+    except ConfigError:
+        raise
+    except Exception as exc:  # a damaged .npz raises zip, zlib, EOF, value and OS errors alike
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConfigError(f"cannot read feature cache {path}: {detail}") from None
+    _check_cache(path, arrays)
+    return Features(**arrays)
+
+
+def _check_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Features N x D of real numbers, and N integer labels, others and groups: else one line."""
+    feats = arrays["features"]
+    if feats.ndim != 2 or feats.dtype.kind not in "fiu" or not np.isfinite(feats).all():
+        raise ConfigError(
+            f"feature cache {path}: features are {feats.shape} {feats.dtype}; expected N x D finite numbers"
+        )
+    for key in _KEYS[1:]:
+        a = arrays[key]
+        if a.ndim != 1 or len(a) != len(feats) or a.dtype.kind not in "iu":
+            raise ConfigError(
+                f"feature cache {path}: {key} is {a.shape} {a.dtype}; expected {len(feats)} integers"
+            )
 
 
 @torch.no_grad()

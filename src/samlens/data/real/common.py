@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,11 +49,17 @@ def first_existing(candidates: Sequence[Path], expected: str) -> Path:
 def load_rgb(path: str | Path) -> Image.Image:
     """Open an image file as RGB; a file that does not decode raises ``DatasetFormatError`` naming it."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            # A header claiming ~10^8 pixels is a damaged file here, not a photo to allocate for.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.convert("RGB")
     except FileNotFoundError:
         raise DatasetFormatError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (
+        UnidentifiedImageError, OSError, SyntaxError, ValueError,
+        Image.DecompressionBombError, Image.DecompressionBombWarning,
+    ) as err:  # fmt: skip
         raise DatasetFormatError(
             f"{path}: cannot decode image ({type(err).__name__}); expected JPEG/PNG"
         ) from None
