@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{cfg.name}-{config_hash(cfg)}"
     run_experiment(cfg, run_dir, quiet=args.quiet, threads=args.threads)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run
+        return 0 if is_done(run_dir) or (run_dir / FAILED).exists() else 1
     if is_done(run_dir):
         print(run_dir)
         return 0

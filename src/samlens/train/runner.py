@@ -37,6 +37,16 @@ class _Diverged(Exception):
     """The training loss became non-finite."""
 
 
+def epoch_train_metrics(state: checkpoint.TrainState, ctx: DistContext) -> dict[str, float]:
+    """This epoch's train loss and accuracy over every process's examples (one all-reduce)."""
+    device = state.loss_sum.device
+    seen = torch.tensor(float(state.seen_examples), dtype=torch.float64, device=device)
+    total = ctx.all_sum(torch.stack([state.loss_sum.double(), state.correct.double(), seen]))
+    loss, correct, n = (float(v) for v in total)
+    n = max(n, 1.0)
+    return {"train_loss": loss / n, "train_acc": correct / n}
+
+
 # ---------------------------------------------------------------------------------------
 # the run
 
@@ -201,8 +211,7 @@ class _Run:
     def end_of_epoch(self, final: bool) -> dict[str, float]:
         self._check_finite()
         s = self.state
-        n = max(s.seen_examples, 1)
-        train = {"train_loss": float(s.loss_sum) / n, "train_acc": float(s.correct) / n}
+        train = epoch_train_metrics(s, self.ctx)
         metrics: dict[str, float] = {}
         every = self.cfg.train.eval_every
         if final or (every and s.epoch % every == 0):
@@ -322,7 +331,9 @@ def run_experiment(
                 return run_dir
             if ctx.is_main:
                 run.removed_temp = rundir.remove_stale_temp_files(run_dir)
-            return _train(run, run_dir)
+            _train(run, run_dir)
+            ctx.barrier()  # no rank returns before rank 0 has written `done` (or `failed`)
+            return run_dir
         finally:
             lock.release()
             ctx.close()
