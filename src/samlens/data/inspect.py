@@ -67,10 +67,7 @@ def example_grid(
 ) -> None:
     """Save a PNG with one row of example images per group (empty groups are labelled as such)."""
     with require("report"):
-        import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no backend is set
 
     groups = ds.groups(split)
     view = ds.split(split)
@@ -79,7 +76,8 @@ def example_grid(
     _, h, w = ds.input_shape
     scale = 1.1 / max(h, w)
     size = (per_group * scale * w + 2.4, num_rows * scale * h + 0.4)
-    fig, axes = plt.subplots(num_rows, per_group, figsize=size, squeeze=False)
+    fig = Figure(figsize=size)
+    axes = fig.subplots(num_rows, per_group, squeeze=False)
     for g in range(num_rows):
         members = np.flatnonzero(groups == g)
         chosen = rng.choice(members, size=min(per_group, len(members)), replace=False) if len(members) else []
@@ -97,4 +95,3 @@ def example_grid(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
-    plt.close(fig)

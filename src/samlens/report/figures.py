@@ -1,5 +1,5 @@
-"""Report figures (matplotlib, Agg): each function draws one figure or returns None when the
-runs hold nothing to draw. Figures are saved as PNG and PDF by :func:`save`."""
+"""Report figures (matplotlib Figure objects, no pyplot): each function draws one figure or returns
+None when the runs hold nothing to draw. Figures are saved as PNG and PDF by :func:`save`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from samlens._optional import require
 with require("report"):
     import matplotlib
 
-matplotlib.use("Agg")  # reports are written headless (CI, clusters)
-import matplotlib.pyplot as plt  # noqa: E402
+# Figures are made as Figure objects, never through pyplot: writing a report sets no backend, so
+# it works headless (CI, clusters) and leaves a notebook's backend alone.
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -52,7 +52,8 @@ def _probe_axis(ax: Any, xlabel: str, metric: str) -> None:
 
 
 def _panels(count: int) -> tuple[Figure, list[Any]]:
-    fig, axes = plt.subplots(1, count, figsize=(4.6 * count, 3.8), squeeze=False, constrained_layout=True)
+    fig = Figure(figsize=(4.6 * count, 3.8), layout="constrained")
+    axes = fig.subplots(1, count, squeeze=False)
     return fig, list(axes[0])
 
 
@@ -78,7 +79,7 @@ def probe_vs_rho(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
         return None
     rest = _without(keys, OPTIM_KEY, RHO_KEY)
     fig, axes = _panels(len(metrics))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     line_index: dict[str, int] = {}
     for ax, metric in zip(axes, metrics):
         lines: dict[str, list[tuple[float, float, float]]] = {}
@@ -97,7 +98,6 @@ def probe_vs_rho(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
             else:
                 lines.setdefault(label, []).append((float(cfg[RHO_KEY]), mean, se))
         if not any(len(points) > 1 for points in lines.values()):
-            plt.close(fig)
             return None  # one ρ: a single point says nothing about ρ (the tables hold it)
         for label, mean, se in bands:
             color = colors[line_index.setdefault(label, len(line_index)) % len(colors)]
@@ -167,7 +167,8 @@ def group_accuracy(
     )
     if not metrics:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(metrics) + 2), 3.8), constrained_layout=True)
+    fig = Figure(figsize=(max(5.0, 1.3 * len(metrics) + 2), 3.8), layout="constrained")
+    ax = fig.subplots()
     shown = [g for g in groups if finished(g.runs)]
     width = 0.8 / max(1, len(shown))
     x = np.arange(len(metrics))
@@ -212,7 +213,7 @@ def lorenz(groups: Sequence[Group], keys: Sequence[str]) -> Figure | None:
     if not present:
         return None
     fig, axes = _panels(len(present))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes, present):
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="equality")
         for i, group in enumerate(groups):
@@ -244,7 +245,7 @@ def headroom(found: Sequence[Any]) -> Figure | None:
     if not found:
         return None
     fig, axes = _panels(len(found))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, item in zip(axes, found):
         x = np.arange(len(item.rows))
         means = [r.probe.mean for r in item.rows]
@@ -289,9 +290,8 @@ def headroom(found: Sequence[Any]) -> Figure | None:
 
 
 def save(fig: Figure, directory: Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf`` and close the figure."""
+    """Write ``stem.png`` and ``stem.pdf``."""
     paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=130)
     fig.savefig(paths[1])
-    plt.close(fig)
     return paths

@@ -1,6 +1,6 @@
 """Figures of the mechanism: Lorenz curves of importance weights and the toy study's curves.
 
-Every figure is written as PNG and PDF (matplotlib's Agg backend, no display needed), to a
+Every figure is written as PNG and PDF (rendered without pyplot, so no display and no backend is needed), to a
 temporary name first so an interrupted run never leaves a half-written file.
 """
 
@@ -10,15 +10,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from samlens._optional import require
 from samlens.rundir import atomic_save
 
 with require("report"):
-    import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+    from matplotlib.figure import Figure  # no pyplot: no backend is set
 
 from samlens.probe.importance import gini, lorenz_curve  # noqa: E402
 
@@ -32,13 +30,13 @@ def save_figure(fig: Any, path_stem: str | Path) -> list[Path]:
         final = stem.with_suffix(f".{ext}")
         atomic_save(final, lambda fh, ext=ext: fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight"))
         out.append(final)
-    plt.close(fig)
     return out
 
 
 def plot_lorenz(weights: Mapping[str, Sequence[float]], path_stem: str | Path, title: str = "") -> list[Path]:
     """Lorenz curves of several weight vectors, Gini coefficient in the legend."""
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig = Figure(figsize=(4.2, 4))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="equality")
     for label, w in weights.items():
         p, shares = lorenz_curve(w)
@@ -63,7 +61,8 @@ def plot_toy(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     paths: list[Path] = []
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     for name in names:
         runs = [r for r in records if r["optimizer"] == name]
         steps = np.asarray(runs[0]["history"]["step"])
@@ -73,7 +72,8 @@ def plot_toy(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[
     ax.legend(fontsize=7)
     paths += save_figure(fig, out_dir / "ratio_vs_step")
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     for name in names:
         runs = [r for r in records if r["optimizer"] == name]
         levels = sorted(set.intersection(*(set(r["final"]["ratio_at_loss"]) for r in runs)), key=float)
@@ -88,7 +88,8 @@ def plot_toy(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[
     ax.legend(fontsize=7)
     paths += save_figure(fig, out_dir / "ratio_vs_loss")
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     width = 0.38
     for j, key in enumerate(("easy", "hard")):
         vals = [np.asarray([r["final"]["probe"][key] for r in records if r["optimizer"] == n]) for n in names]
