@@ -11,8 +11,8 @@ import pytest
 from data_formats import cifar_image, write_cifar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_reader_fuzz import _mutate
 
+from fuzzing import mutate as _mutate
 from samlens.data.real.cifar_batches import read_batch, read_cifar10
 from samlens.errors import DatasetFormatError
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from fuzzing import mutate
 from samlens.data.real.common import load_rgb
 from samlens.errors import DatasetFormatError
 
@@ -29,21 +30,8 @@ def image_bytes(request) -> tuple[str, bytes]:
 @given(data=st.data())
 def test_mutated_images_decode_or_raise_one_error(image_bytes, tmp_path_factory, data):
     suffix, raw = image_bytes
-    raw = bytearray(raw)
-    kind = data.draw(st.sampled_from(["truncate", "flip", "insert", "zero_run"]))
-    if kind == "truncate":
-        raw = raw[: data.draw(st.integers(0, len(raw)))]
-    elif kind == "flip":
-        i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i] ^= data.draw(st.integers(1, 255))
-    elif kind == "insert":
-        i = data.draw(st.integers(0, len(raw)))
-        raw[i:i] = data.draw(st.binary(min_size=1, max_size=16))
-    else:
-        i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i : i + 32] = bytes(min(32, len(raw) - i))
     path = tmp_path_factory.mktemp("img") / f"x.{suffix}"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(mutate(raw, data.draw))
     try:
         image = load_rgb(path)
     except DatasetFormatError as err:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzzing import mutate
 from samlens.errors import ConfigError
 from samlens.probe.features import Features, load_features, save_features
 
@@ -54,18 +55,8 @@ def test_wrong_arrays_are_named(tmp_path, arrays, message):
 @FUZZ
 @given(data=st.data())
 def test_mutated_caches_load_well_formed_or_raise_one_error(cache_bytes, tmp_path_factory, data):
-    kind = data.draw(st.sampled_from(["truncate", "flip", "insert"]))
-    raw = bytearray(cache_bytes)
-    if kind == "truncate":
-        raw = raw[: data.draw(st.integers(0, len(raw)))]
-    elif kind == "flip":
-        i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i] ^= data.draw(st.integers(1, 255))
-    else:
-        i = data.draw(st.integers(0, len(raw)))
-        raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
     path = tmp_path_factory.mktemp("mutated") / "f.npz"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(mutate(cache_bytes, data.draw))
     try:
         feats = load_features(path)
     except ConfigError as err:
