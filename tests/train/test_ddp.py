@@ -23,6 +23,9 @@ SCRIPT = textwrap.dedent(
                                  "model.options": {{"hidden": [8]}}, "optim.name": "sam",
                                  "train.epochs": 2, "probe.enabled": False}})
     run_experiment(cfg, {out!r}, quiet=True)
+    import os
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter finalisation: gloo's threads can abort a process that is done
     """
 )
 
