@@ -28,6 +28,10 @@ class StorageError(SamlensError, OSError):
     before is intact. Also an ``OSError``, so ``except OSError`` still catches it."""
 
 
+class EngineError(SamlensError, RuntimeError):
+    """A launcher's engine (a Ray cluster, SLURM's sbatch) could not be reached or refused the work."""
+
+
 class Preempted(SamlensError):
     """A run stopped on a signal after writing its checkpoint; running it again resumes it.
 
