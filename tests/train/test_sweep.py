@@ -163,10 +163,24 @@ def test_bad_launcher_arguments(tmp_path, capsys):
     grid = write_grid(tmp_path, GRID)
     assert main(["sweep", "launch", str(grid), "--workers", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["sweep", "launch", str(grid), "--launcher", "kubernetes"])
-    assert exit_info.value.code == 2
-    assert not (tmp_path / "o").exists()
+    assert main(["sweep", "launch", str(grid), "--launcher", "kubernetes", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "samlens sweep: error: unknown launcher 'kubernetes'; valid choices: local, ray, slurm"
+    ]
+    for bad, message in [
+        (["--launcher", "slurm", "--mem", "lots"], "--mem 'lots': expected a size such as 16G"),
+        (["--launcher", "slurm", "--slurm-param", "gres"], "--slurm-param 'gres': expected KEY=VALUE"),
+        (["--launcher", "slurm", "--slurm-param", "array=0-3"], "--slurm-param array: set by the launcher"),
+        (["--launcher", "slurm", "--time", "0"], "slurm option time_min must be >= 1, got 0"),
+        (["--launcher", "slurm", "--tasks-per-run", "0"], "slurm option tasks_per_run must be >= 1"),
+        (["--launcher", "ray", "--ray-retries", "-1"], "--ray-retries must be >= 0, got -1"),
+        (["--cpus-per-task", "0"], "--cpus-per-task must be >= 1, got 0"),
+    ]:
+        assert main(["sweep", "launch", str(grid), "--out", str(tmp_path / "o"), *bad]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (bad, lines)
+    assert not (tmp_path / "o").exists()  # nothing is written before every option is checked
     with pytest.raises(ConfigError, match="unknown launcher 'nope'; valid choices: local, ray, slurm"):
         launchers.launch("nope", [])
 

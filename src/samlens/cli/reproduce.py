@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from samlens.cli.launch_options import add_launcher_arguments
 
 COMMAND = "reproduce"
 HELP = "Run a paper experiment or its offline stand-in (configs/paper) and write its report."
@@ -14,13 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="dataset folder (real datasets only)")
     parser.add_argument("--out", help="output directory (default: runs/reproduce/NAME[_quick])")
     parser.add_argument("--quick", action="store_true", help="a reduced grid for CI (2 seeds, tiny runs)")
-    parser.add_argument("--launcher", default="local", help="sweep launcher: local, ray or slurm")
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
         help="runs at the same time, one torch thread each (default: the number of cores)",
     )
+    add_launcher_arguments(parser)
 
 
 def list_table() -> str:
@@ -43,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("give a reproduction NAME or --list")
+    from samlens.cli.launch_options import launcher_options
     from samlens.reproduce import reproduce
-    from samlens.train import launchers
+    from samlens.reproduce.run import default_out
 
-    if args.launcher not in launchers.LAUNCHERS:
-        names = ", ".join(launchers.LAUNCHERS.names())
-        raise ConfigError(f"unknown launcher {args.launcher!r}; valid choices: {names}")
+    options = launcher_options(
+        args, default_out(args.name, args.quick) if args.out is None else Path(args.out)
+    )
     if args.workers is None:
         from samlens.train.distributed import available_cores
 
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         launcher=args.launcher,
         workers=args.workers,
+        launcher_options=options,
     )
     # Like `samlens sweep launch`: a non-zero status when any run did not finish.
     return 0 if result.report is not None and result.unfinished == 0 else 1

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 from pathlib import Path
 
+from samlens.cli.launch_options import add_launcher_arguments, check_launcher, launcher_options
 from samlens.errors import ConfigError
 from samlens.rundir import is_locked
 from samlens.train import launchers
@@ -25,8 +25,6 @@ from samlens.train.sweep import (
 COMMAND = "sweep"
 HELP = "Launch a grid sweep (local, ray or slurm) or show its status."
 
-_ENGINE_MODULE = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
@@ -35,21 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     launch = sub.add_parser("launch", help="run every point that is not done yet")
     launch.add_argument("grid", help="grid spec YAML (base + grid + exclude)")
     launch.add_argument("--out", help="sweep directory (default: the spec's 'out' or runs/sweeps/<name>)")
-    launch.add_argument("--launcher", default="local", choices=launchers.LAUNCHERS.names())
     launch.add_argument("--workers", type=int, default=1, help="runs at the same time (default 1)")
-    launch.add_argument("--cpus-per-task", type=int, default=1, help="ray/slurm: CPUs per run")
-    launch.add_argument("--gpus-per-task", type=int, default=0, help="ray/slurm: GPUs per run")
-    launch.add_argument(
-        "--ray-address", help="ray: address of a running cluster (default: start a local one)"
-    )
-    launch.add_argument(
-        "--cluster",
-        choices=["auto", "slurm", "local", "debug"],
-        default="auto",
-        help="slurm: submitit executor (auto = SLURM when sbatch exists, else local processes)",
-    )
-    launch.add_argument("--partition", help="slurm: partition")
-    launch.add_argument("--timeout-min", type=int, default=240, help="slurm: time limit per run")
+    add_launcher_arguments(launch)
     launch.set_defaults(_action=_launch)
 
     status = sub.add_parser("status", help="count done / running / failed / pending runs")
@@ -123,20 +108,14 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_engine(name: str) -> None:
-    if name in _ENGINE_MODULE:
-        module, extra = _ENGINE_MODULE[name]
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(f"the {name} launcher needs {module}: pip install 'samlens[{extra}]'")
-
-
 def _launch(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    _check_engine(args.launcher)
+    check_launcher(args.launcher)
     spec = load_grid_spec(args.grid)
     points = expand(spec, _out_dir(args))
     out_dir = points[0].run_dir.parent
+    options = launcher_options(args, out_dir)  # every option checked before anything is written
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -159,16 +138,6 @@ def _launch(args: argparse.Namespace) -> int:
     )
     for point in busy:
         print(f"  {_describe(point)}: running (in another process)", flush=True)
-    options: dict = {"cpus_per_task": args.cpus_per_task, "gpus_per_task": args.gpus_per_task}
-    if args.launcher == "ray":
-        options["address"] = args.ray_address
-    if args.launcher == "slurm":
-        options.update(
-            cluster=None if args.cluster == "auto" else args.cluster,
-            partition=args.partition,
-            timeout_min=args.timeout_min,
-            folder=out_dir / ".submitit",
-        )
     tasks = [launchers.Task(p.config_dict(), str(p.run_dir), spec.imports) for p in todo]
     by_dir = {str(p.run_dir): p for p in todo}
     finished = 0
@@ -178,7 +147,14 @@ def _launch(args: argparse.Namespace) -> int:
         finished += 1
         print(f"  [{finished}/{len(tasks)}] {finish_line(outcome, by_dir.get(outcome.run_dir))}", flush=True)
 
-    launchers.launch(args.launcher, tasks, workers=args.workers, report=report, **options)
+    launchers.launch(
+        args.launcher,
+        tasks,
+        workers=args.workers,
+        report=report,
+        say=lambda line: print(line, flush=True),
+        **options,
+    )
 
     after = sweep_status(points)
     print(_summary(after))

@@ -88,8 +88,11 @@ def reproduce(
     launcher: str = "local",
     workers: int = 1,
     log: Callable[[str], None] = print,
+    launcher_options: dict[str, Any] | None = None,
 ) -> Result:
-    """Run reproduction ``name`` and write its report.
+    """Run reproduction ``name`` and write its report. ``launcher_options`` are the launcher's own
+    (``samlens.cli.launch_options``: SLURM resources, a Ray address); floors, ceilings and grid
+    points all run as the launcher's tasks.
 
     Finished points are skipped (run directories are idempotent), so rerunning after an
     interruption only runs what is left. Failed points are reported and left out of the tables;
@@ -108,6 +111,11 @@ def reproduce(
     baselines = [p.config for p in points if headroom.is_baseline(p.config)]
     ceilings = [headroom.ceiling_config(c) for c in baselines] if reproduction.hard_only else []
     todo = [
+        (cfg, headroom.floor_dir(out_dir, cfg), "untrained (floor)")
+        for cfg in baselines
+        if run_status(headroom.floor_dir(out_dir, cfg)) != "done"
+    ]
+    todo += [
         (s.point.config, s.point.run_dir, "")
         for s in sweep_status(points)
         if s.state in ("pending", "running")
@@ -129,25 +137,24 @@ def reproduce(
         f"{len(tasks)} to run in {out_dir}"
     )
     start = time.time()
-    for cfg in baselines:
-        floor = headroom.floor_dir(out_dir, cfg)
-        metrics = headroom.write_floor(cfg, floor)
-        log(run_line(floor, "done", metrics, describe(cfg, "untrained (floor)")))
-    # One task at a time under the local launcher, so each run's line appears when it finishes.
-    batches = [[t] for t in tasks] if launcher == "local" and workers == 1 else [tasks]
-    for batch in batches:
-        if not batch:
-            continue
-        for outcome in launchers.launch(launcher, batch, workers=workers):
-            metrics = _final(outcome.run_dir)
-            log(
-                run_line(
-                    Path(outcome.run_dir), outcome.state, metrics, what[outcome.run_dir], outcome.message
-                )
-            )
+
+    def report(outcome: launchers.Outcome) -> None:  # each run's line as it finishes
+        metrics = _final(outcome.run_dir)
+        log(run_line(Path(outcome.run_dir), outcome.state, metrics, what[outcome.run_dir], outcome.message))
+
+    launchers.launch(
+        launcher,
+        tasks,
+        workers=workers,
+        run_fn=headroom.run_task,
+        report=report,
+        say=log,
+        **(launcher_options or {}),
+    )
     states = [s.state for s in sweep_status(points)]
     unfinished = sum(state != "done" for state in states)
     unfinished += sum(run_status(headroom.ceiling_dir(out_dir, c)) != "done" for c in ceilings)
+    unfinished += sum(run_status(headroom.floor_dir(out_dir, c)) != "done" for c in baselines)
     if all(state != "done" for state in states):
         log(f"{name}: no run finished; see train.log in the run directories under {out_dir}")
         return Result(None, unfinished)

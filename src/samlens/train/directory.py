@@ -21,6 +21,7 @@ from samlens.train.build import read_config
 from samlens.train.config import ExperimentConfig, config_hash, dump_config
 from samlens.train.distributed import DistContext
 from samlens.train.events import now
+from samlens.train.scheduler import current_job
 
 
 def check_same_config(run_dir: Path, cfg: ExperimentConfig) -> None:
@@ -70,13 +71,32 @@ def claim(run_dir: Path, lock: rundir.RunLock, ctx: DistContext, device: torch.d
 
 
 def write_start(run_dir: Path, cfg: ExperimentConfig, meta: Callable[[], dict[str, Any]]) -> None:
-    """``config.yaml`` and ``meta.json`` (``meta()``) on the first start only; the ``running`` marker."""
+    """``config.yaml`` and ``meta.json`` (``meta()``) on the first start only; the ``running`` marker.
+    Under a scheduler, every start adds its job to meta.json's ``jobs`` (a requeued job's restarts
+    and a relaunch's new job each appear once)."""
     if not (run_dir / rundir.CONFIG).exists():
         dump_config(cfg, run_dir / rundir.CONFIG)
-    if not (run_dir / rundir.META).exists():
-        rundir.atomic_write_text(run_dir / rundir.META, json.dumps(meta(), indent=2) + "\n")
+    job = current_job()
+    path = run_dir / rundir.META
+    if not path.exists():
+        rundir.atomic_write_text(path, json.dumps({**meta(), "jobs": [job] if job else []}, indent=2) + "\n")
+    elif job is not None:
+        _add_job(path, job)
     marker = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
     rundir.atomic_write_text(run_dir / rundir.RUNNING, json.dumps(marker) + "\n")
+
+
+def _add_job(path: Path, job: dict[str, Any]) -> None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # provenance only: an unreadable meta.json must not stop the run
+    if not isinstance(data, dict):
+        return
+    jobs = data.get("jobs") if isinstance(data.get("jobs"), list) else []
+    if job not in jobs:
+        data["jobs"] = [*jobs, job]
+        rundir.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_failed(run_dir: Path, reason: str) -> None:

@@ -4,6 +4,9 @@ stop a run at its next step boundary, after a checkpoint, instead of wherever th
 The handler only records the signal, so a checkpoint being written when it arrives is finished
 first; the run then saves its state at the next step boundary and raises :class:`Preempted`
 (neither ``done`` nor ``failed``: the same command resumes it). A second Ctrl-C stops at once.
+
+Under SLURM, SIGUSR2 is caught the same way: it is the signal sent ahead of a job's time limit
+(``--signal=USR2@90``, as the slurm launcher submits), so a time-out checkpoints like a preemption.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 from samlens.errors import Preempted
+from samlens.train.scheduler import TIME_LIMIT_SIGNAL, under_slurm
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -41,13 +45,15 @@ class StopRequest:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
-    """Record SIGTERM/SIGINT in the yielded request while the block runs, then restore the previous
-    handlers. Outside the main thread (where Python cannot install handlers) nothing is caught."""
+    """Record SIGTERM/SIGINT (and SIGUSR2 under SLURM) in the yielded request while the block runs,
+    then restore the previous handlers. Outside the main thread (where Python cannot install
+    handlers) nothing is caught."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = {s: signal.signal(s, request._handle) for s in SIGNALS}
+    caught = SIGNALS + ((TIME_LIMIT_SIGNAL,) if under_slurm() else ())
+    previous = {s: signal.signal(s, request._handle) for s in caught}
     try:
         yield request
     finally:
