@@ -27,6 +27,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "lightning": ("lightning",),
     "ray": ("ray",),
     "slurm": ("submitit",),
+    "tensorboard": ("tensorboard",),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow",),
 }
 
 # pip names differ from module names for a few packages.

@@ -7,6 +7,8 @@ Layout of a run directory::
     results.jsonl   append-only, one JSON object per eval / probe / final / failed event
     checkpoint.pt   latest checkpoint, replaced atomically; tensors, numbers and strings only
     train.log       human-readable log
+    metrics.csv     with the ``csv`` logger: step, epoch, key, value rows (``samlens.train.loggers``)
+    tensorboard/    with the ``tensorboard`` logger; ``wandb/`` and ``mlruns/`` with the W&B and MLflow ones
     running         present while a process trains the run (pid and host inside)
     .lock           an exclusive ``flock`` held by the process that trains the run
     failed          written instead of ``done`` when the run stops on an error (reason inside)
@@ -46,6 +48,9 @@ FAILED = "failed"
 DONE = "done"
 LOCK = ".lock"
 TENSORBOARD = "tensorboard"
+METRICS = "metrics.csv"
+WANDB = "wandb"
+MLFLOW = "mlruns"
 
 STATUSES = ("done", "failed", "running", "pending")
 
@@ -174,21 +179,27 @@ def flatten(tree: Mapping[str, Any]) -> dict[str, Scalar]:
     }
 
 
-def _repair_tail(fd: int) -> None:
+def _is_record(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _repair_tail(fd: int, complete: Callable[[bytes], bool] = _is_record) -> None:
     """Make the file end on a line boundary before an append.
 
     A write cut short (power loss, a full disk) leaves a last line without its newline; an
-    append would glue the next record onto it and both would be unreadable. A tail that
-    still parses as a record only lacks its newline; anything else is cut off.
+    append would glue the next line onto it and both would be unreadable. A tail that is
+    ``complete`` (a whole record) only lacks its newline; anything else is cut off.
     """
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return
     data = os.pread(fd, size, 0)
     start = data.rfind(b"\n") + 1
-    try:
-        json.loads(data[start:])
-    except ValueError:
+    if not complete(data[start:]):
         os.ftruncate(fd, start)
         return
     _write_all(fd, b"\n")
@@ -203,17 +214,27 @@ def append_result(run_dir: str | os.PathLike[str], record: dict[str, Any]) -> No
     """Append one JSON line to ``results.jsonl``, under an exclusive lock of the file, so
     concurrent appends (a probe next to a report) never interleave, and always on a new line."""
     line = (json.dumps(record, sort_keys=False, allow_nan=True) + "\n").encode()
-    path = Path(run_dir) / RESULTS
     # A cut-short append leaves a torn last line, which readers skip and the next append repairs.
-    kept = "every earlier record is intact"
+    append_lines(Path(run_dir) / RESULTS, lambda empty: line, "every earlier record is intact")
+
+
+def append_lines(
+    path: str | os.PathLike[str],
+    lines: Callable[[bool], bytes],
+    kept: str,
+    complete: Callable[[bytes], bool] = _is_record,
+) -> None:
+    """Append ``lines(empty)`` (whole lines; ``empty``: the file holds nothing yet, so a header may
+    lead) to ``path`` under an exclusive ``flock``, after repairing a torn tail (``complete`` says
+    whether an unterminated last line is whole). A failed write is a one-line ``StorageError``."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
     except OSError as err:
         raise storage_error(path, err, kept) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _repair_tail(fd)
-        _write_all(fd, line)
+        _repair_tail(fd, complete)
+        _write_all(fd, lines(os.fstat(fd).st_size == 0))
         os.fsync(fd)
     except OSError as err:
         raise storage_error(path, err, kept) from None

@@ -19,7 +19,9 @@ import yaml
 
 from samlens.errors import ConfigError
 from samlens.rundir import Scalar, atomic_write_text, flatten
+from samlens.train.loggers import LOGGERS
 from samlens.train.schema import DOMAINS, Overrides, build, load_dataclass, option
+from samlens.validate import check_choice
 
 SCHEDULES = ("cosine", "step", "constant")
 PROBE_METHODS = ("balanced", "dfr", "transfer")
@@ -43,6 +45,13 @@ def _run_name(key: str, name: str) -> str:
             "(it names the run directory under runs/)"
         )
     return name
+
+
+def _logger_names(key: str, names: list[str]) -> list[str]:
+    """Registered loggers (``samlens.train.loggers``), each once, in the order given."""
+    for name in names:
+        check_choice(key, name, LOGGERS.names())
+    return list(dict.fromkeys(names))
 
 
 #: Hyper-parameters that may also appear in ``optim.options`` (factory keyword arguments).
@@ -101,7 +110,8 @@ class TrainConfig:
     ``steps`` (optimizer steps), when set, caps training before ``epochs`` is reached.
     ``eval_every`` counts epochs, ``log_every`` and ``checkpoint_every`` count steps
     (``checkpoint_every=0``: checkpoint at the end of every epoch only; ``eval_every=0``:
-    evaluate after training only).
+    evaluate after training only). ``loggers`` names where metrics go besides ``results.jsonl``
+    (``tensorboard``, ``csv``, ``wandb``, ``mlflow``); ``tensorboard: true`` adds ``tensorboard``.
     """
 
     epochs: int = option(10, domain="size")
@@ -115,6 +125,7 @@ class TrainConfig:
     log_every: int = option(50, domain="size")
     checkpoint_every: int = option(0, domain="count")
     tensorboard: bool = False
+    loggers: list[str] = option(factory=list, domain=_logger_names)
     # BatchNorm running statistics before evaluation and probing (samlens.train.bn):
     # "recompute" = exact average over the training split, "running" = the moving averages.
     bn_stats: str = option("recompute", choices=BN_STATS)
@@ -153,9 +164,18 @@ class ExperimentConfig:
 # dict <-> dataclass
 
 
+#: Options left out of a config's dict (so of config.yaml, results records and the hash) while at
+#: their default: a config that does not use one reads, flattens and hashes as before it existed.
+_OMITTED_AT_DEFAULT = (("train", "loggers"),)
+
+
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    """A plain nested dict (YAML/JSON-serialisable) of ``cfg``."""
-    return dataclasses.asdict(cfg)
+    """A plain nested dict (YAML/JSON-serialisable) of ``cfg``; ``train.loggers`` only when set."""
+    d = dataclasses.asdict(cfg)
+    for section, key in _OMITTED_AT_DEFAULT:
+        if not d[section][key]:
+            del d[section][key]
+    return d
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
@@ -202,6 +222,9 @@ def _digest(obj: Any) -> str:
 #: Options added after runs were recorded: they enter the hash only when set, so a run directory
 #: made before an option existed keeps its name (and a relaunched sweep finds it).
 _HASHED_WHEN_SET = (("probe", "C"),)
+#: Where a run reports, not what it computes: never hashed, so a run resumed with other loggers is the
+#: same run in the same directory.
+_NEVER_HASHED = (("train", "loggers"),)
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
@@ -210,6 +233,8 @@ def config_hash(cfg: ExperimentConfig) -> str:
     for section, key in _HASHED_WHEN_SET:
         if d[section].get(key) is None:
             del d[section][key]
+    for section, key in _NEVER_HASHED:
+        d[section].pop(key, None)
     return _digest(d)[:12]
 
 

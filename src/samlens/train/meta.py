@@ -6,6 +6,7 @@ import platform
 import socket
 import subprocess
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def run_meta(
     perturbing = perturbs(cfg.optim.name)
     m = examples_per_perturbation(cfg.data.batch_size, world_size, optimizer=optimizer)
     return collect_meta(
+        # Made once, at the first start: experiment trackers know a resumed run by it (samlens.train.loggers).
+        run_id=uuid.uuid4().hex[:16],
         config_hash=config_hash(cfg),
         device=device_info(device),
         threads=threads,

@@ -76,8 +76,7 @@ class _Run:
     def build(self) -> None:
         cfg = self.cfg
         build.check_names(cfg)
-        if cfg.train.tensorboard:
-            events.check_tensorboard()
+        events.check_loggers(cfg.train)
         self.dataset = build.build_dataset(cfg)
         model = build.build_model(cfg, self.dataset)
         model.to(self.device)
@@ -112,8 +111,6 @@ class _Run:
             names = ", ".join(p.name for p in self.removed_temp)
             self.log.info(f"removed temp files of an interrupted write: {names}")
         self.log.info(f"torch threads: {self.threads}")
-        if self.writes and cfg.train.tensorboard:
-            self.events.open_tensorboard()
 
     def _meta(self) -> dict[str, Any]:
         return run_meta(
@@ -135,6 +132,8 @@ class _Run:
         if resumed:
             s = self.state
             self.log.info(f"resumed from step {s.step} (epoch {s.epoch}, +{s.step_in_epoch} steps)")
+        names = events.run_loggers(self.cfg.train)
+        self.events.open_loggers(names, name=self.cfg.name, start_step=self.state.step, log=self.log)
 
     def save(self) -> None:
         if self.writes:
@@ -200,6 +199,7 @@ class _Run:
                     f"step {s.step}/{self.total_steps} epoch {s.epoch + 1} loss {mean:.4f} lr {lr:.4g}"
                 )
                 bar.set_postfix(loss=f"{mean:.4f}")
+                self.events.log_step(s.step, s.epoch, mean, lr)
             if cfg.train.checkpoint_every and s.step % cfg.train.checkpoint_every == 0:
                 self._check_finite()
                 self.save()
@@ -342,12 +342,15 @@ def run_experiment(
 def _train(run: _Run, run_dir: Path) -> Path:
     """Files, resume, loop, final event and ``done``; the caller holds the run's lock."""
     run.start_files()
+    outcome = "failed"  # what the loggers are closed with
     try:
         with stop_on_signals() as request:
             run.stop_request = request
             run.restore()
             run.loop()
+        outcome = "done"
     except Preempted as err:
+        outcome = "stopped"
         run.log.warning(f"run preempted: {err}")
         raise
     except _Diverged as err:
@@ -360,7 +363,7 @@ def _train(run: _Run, run_dir: Path) -> Path:
     finally:
         if run.writes:
             (run_dir / rundir.RUNNING).unlink(missing_ok=True)
-        run.events.close()
+        run.events.close(outcome)
         events.close_log(run.log)
     if run.writes:
         directory.write_done(run_dir, run.state.step)
