@@ -20,7 +20,7 @@ from test_runner import Interrupt, _interrupt_at, tiny_cfg
 from samlens.errors import ConfigError, Preempted
 from samlens.rundir import read_meta, read_results, run_status
 from samlens.train import events
-from samlens.train.config import config_hash, config_to_dict, config_to_yaml, load_config
+from samlens.train.config import config_hash, config_to_dict, config_to_yaml, flatten_config, load_config
 from samlens.train.loggers import LOGGERS, RunInfo, read_metrics, register_logger
 from samlens.train.runner import run_experiment
 from samlens.train.schedule import lr_factor
@@ -72,6 +72,8 @@ def test_loggers_never_enter_the_hash_and_stay_out_of_a_default_config():
     assert config_to_dict(logged)["train"]["loggers"] == ["csv", "tensorboard"]
     both = load_config(overrides={"train.loggers": ["csv"], "train.tensorboard": True})
     assert both.train.loggers == ["csv"] and events.run_loggers(both.train) == ["csv", "tensorboard"]
+    # Records (and so reports) never tell runs apart by where they logged.
+    assert flatten_config(logged) == flatten_config(plain) and "train.loggers" not in flatten_config(logged)
 
 
 @pytest.mark.parametrize(

@@ -210,8 +210,12 @@ def dump_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
 
 
 def flatten_config(cfg: ExperimentConfig) -> dict[str, Scalar]:
-    """``{"optim.rho": 0.05, "data.options.n": 10, ...}``: one scalar per dotted key."""
-    return flatten(config_to_dict(cfg))
+    """``{"optim.rho": 0.05, "data.options.n": 10, ...}``: one scalar per dotted key. Where a run
+    reports (``train.loggers``) is left out, so reports never split runs by their loggers."""
+    flat = flatten(config_to_dict(cfg))
+    for section, key in _NEVER_HASHED:
+        flat.pop(f"{section}.{key}", None)
+    return flat
 
 
 def _digest(obj: Any) -> str:
