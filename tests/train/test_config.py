@@ -130,7 +130,7 @@ def test_the_hard_only_ceiling_shares_the_sgd_runs_seed():
     assert ceiling.data.options["shuffle_easy"] is True  # the option itself is kept for the dataset
 
 
-def test_probe_c_enters_the_hash_only_when_set():
+def test_later_options_enter_the_hash_only_when_set():
     import hashlib
     import json
 
@@ -138,12 +138,14 @@ def test_probe_c_enters_the_hash_only_when_set():
 
     cfg = load_config()
     d = config_to_dict(cfg)
-    assert d["probe"]["C"] is None
-    del d["probe"]["C"]  # the config as it was before the option existed
+    assert d["probe"]["C"] is None and d["data"]["global_batch_size"] is None
+    del d["probe"]["C"], d["data"]["global_batch_size"]  # the config as it was before these options
     before = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert config_hash(cfg) == before
     fixed = load_config(overrides={"probe.C": 0.01})
     assert fixed.probe.C == 0.01 and config_hash(fixed) != before
+    shared = load_config(overrides={"data.global_batch_size": 64})
+    assert config_hash(shared) not in (before, config_hash(fixed))
 
 
 @pytest.mark.parametrize("value", [0, -0.1, "x"])

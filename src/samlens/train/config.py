@@ -67,13 +67,20 @@ OPTIM_OPTION_DOMAINS = {
 
 @dataclass
 class DataConfig:
-    """Which dataset to train on (``samlens.data.get_dataset(name, root, **options)``)."""
+    """Which dataset to train on (``samlens.data.get_dataset(name, root, **options)``).
+
+    ``batch_size`` is per process. ``global_batch_size``, when set, replaces it: each of W
+    processes takes ``global_batch_size / W`` of every batch, and the derived seed is that of a
+    one-process run with ``batch_size = global_batch_size``, so a DDP run and a one-process run
+    are a pair (the same initialisation and the same global batches).
+    """
 
     name: str = "mnist5k_dominoes"
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = option(128, domain="size")
     num_workers: int = option(0, domain="count")
+    global_batch_size: int | None = option(None, domain="size")
 
 
 @dataclass
@@ -225,7 +232,7 @@ def _digest(obj: Any) -> str:
 
 #: Options added after runs were recorded: they enter the hash only when set, so a run directory
 #: made before an option existed keeps its name (and a relaunched sweep finds it).
-_HASHED_WHEN_SET = (("probe", "C"),)
+_HASHED_WHEN_SET = (("probe", "C"), ("data", "global_batch_size"))
 #: Where a run reports, not what it computes: never hashed, so a run resumed with other loggers is the
 #: same run in the same directory.
 _NEVER_HASHED = (("train", "loggers"),)
@@ -242,6 +249,19 @@ def config_hash(cfg: ExperimentConfig) -> str:
     return _digest(d)[:12]
 
 
+def process_batch_size(cfg: ExperimentConfig, world_size: int) -> int:
+    """Examples per process in every step: ``data.batch_size``, or the process's share of
+    ``data.global_batch_size`` (ConfigError when the processes cannot share it evenly)."""
+    total = cfg.data.global_batch_size
+    if total is None:
+        return cfg.data.batch_size
+    if total % world_size:
+        raise ConfigError(
+            f"data.global_batch_size {total} does not split evenly across {world_size} processes"
+        )
+    return total // world_size
+
+
 def derive_seed(cfg: ExperimentConfig) -> int:
     """The run's seed, from the data and model configs and ``train.seed`` only.
 
@@ -252,6 +272,10 @@ def derive_seed(cfg: ExperimentConfig) -> int:
     d = config_to_dict(cfg)
     # The worker count changes speed, not batches: every count seeds like the default 0.
     d["data"]["num_workers"] = 0
+    # A global batch seeds like the one-process run of that batch size (its DDP pair).
+    global_batch = d["data"].pop("global_batch_size", None)
+    if global_batch is not None:
+        d["data"]["batch_size"] = global_batch
     # The hard-only ceiling must be the SGD run with only the easy block re-drawn (the dataset draws it
     # from its own stream): the same images, initialisation and data order, so shuffle_easy is not seeded.
     if isinstance(d["data"].get("options"), dict):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from samlens.optim import examples_per_perturbation, perturbs
-from samlens.train.config import ExperimentConfig, config_hash, derive_seed
+from samlens.train.config import ExperimentConfig, config_hash, derive_seed, process_batch_size
 
 PACKAGES = ("samlens", "torch", "torchvision", "numpy", "scikit-learn")
 
@@ -82,7 +82,7 @@ def run_meta(
 ) -> dict[str, Any]:
     """A training run's ``meta.json``: the common fields, its seeds, layout and ascent."""
     perturbing = perturbs(cfg.optim.name)
-    m = examples_per_perturbation(cfg.data.batch_size, world_size, optimizer=optimizer)
+    m = examples_per_perturbation(process_batch_size(cfg, world_size), world_size, optimizer=optimizer)
     return collect_meta(
         # Made once, at the first start: experiment trackers know a resumed run by it (samlens.train.loggers).
         run_id=uuid.uuid4().hex[:16],

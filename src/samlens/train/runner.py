@@ -21,7 +21,13 @@ from samlens import rundir
 from samlens.errors import ConfigError, Preempted
 from samlens.optim.distributed import step_call
 from samlens.train import build, checkpoint, directory, events
-from samlens.train.config import ExperimentConfig, config_hash, derive_seed, flatten_config
+from samlens.train.config import (
+    ExperimentConfig,
+    config_hash,
+    derive_seed,
+    flatten_config,
+    process_batch_size,
+)
 from samlens.train.distributed import DistContext, default_threads, init_distributed, pick_device
 from samlens.train.evaluate import evaluate
 from samlens.train.meta import run_meta
@@ -92,7 +98,8 @@ class _Run:
         n = len(self.train_set)
         if n == 0:
             raise ConfigError(f"dataset {cfg.data.name!r} has an empty train split")
-        self.steps_per_epoch = len(epoch_batches(n, cfg.data.batch_size, self.seed, 0, self.ctx))
+        self.batch_size = process_batch_size(cfg, self.ctx.world_size)
+        self.steps_per_epoch = len(epoch_batches(n, self.batch_size, self.seed, 0, self.ctx))
         total = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.train.steps) if cfg.train.steps else total
         self.scheduler = build_scheduler(self.opt, cfg.train.schedule, self.total_steps)
@@ -172,7 +179,7 @@ class _Run:
     def train_epoch(self, bar: Any) -> bool:
         """One (possibly resumed) epoch; False when the step budget ran out inside it."""
         cfg, s = self.cfg, self.state
-        batches = epoch_batches(len(self.train_set), cfg.data.batch_size, self.seed, s.epoch, self.ctx)
+        batches = epoch_batches(len(self.train_set), self.batch_size, self.seed, s.epoch, self.ctx)
         self.net.train()
         if self.loader is None:  # built once, so data.num_workers processes persist across epochs
             from samlens.data.loading import BatchLoader

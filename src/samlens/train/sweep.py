@@ -164,16 +164,18 @@ def _grid_assignments(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def import_plugins(modules: tuple[str, ...] | list[str]) -> None:
+def import_plugins(modules: tuple[str, ...] | list[str], source: Path | None = None) -> None:
     """Import the modules that register a sweep's custom datasets, models or optimizers
-    (in the launching process and again in every worker)."""
+    (in the launching process and again in every worker); ``source``: the spec naming them."""
     import importlib
 
     for name in modules:
         try:
             importlib.import_module(name)
         except (ImportError, TypeError, ValueError) as err:  # TypeError, ValueError: not a module name
-            raise ConfigError(f"cannot import module {name!r} listed in 'imports': {err}") from None
+            raise ConfigError(
+                f"{_where(source)}cannot import module {name!r} listed in 'imports': {err}"
+            ) from None
 
 
 def _resolve(spec: GridSpec, assignment: Mapping[str, Any]) -> Any:
@@ -238,7 +240,7 @@ def expand(spec: GridSpec, out: str | os.PathLike[str] | None = None) -> list[Sw
     from samlens.train.config import config_hash
 
     out_dir = Path(out) if out is not None else default_out_dir(spec)
-    import_plugins(spec.imports)
+    import_plugins(spec.imports, spec.path)
     _check_keys(spec)
     points: list[SweepPoint] = []
     seen: set[str] = set()
