@@ -1,5 +1,3 @@
-import sys
+from samlens.cli.main import entry
 
-from samlens.cli.main import main
-
-sys.exit(main())
+entry()

@@ -13,6 +13,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import os
 import pkgutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -149,5 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``samlens`` command: :func:`main`, then exit with its status.
+
+    A process of a torchrun world leaves with ``os._exit`` once its output is flushed: its run
+    has closed every file and rank 0 has written ``done``, and interpreter finalisation with
+    gloo's threads still alive can abort a finished process (SIGABRT, seen on rank 1)."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
