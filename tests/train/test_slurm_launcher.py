@@ -252,3 +252,29 @@ def test_a_job_of_two_tasks_trains_one_ddp_run(tmp_path):
     assert meta["world_size"] == 2
     assert meta["jobs"][0]["scheduler"] == "submitit-local" and meta["jobs"][0]["tasks"] == 2
     assert read_results(run)[-1]["event"] == "final"
+
+
+@pytest.mark.slow
+def test_reproduce_runs_floors_and_ceilings_as_slurm_jobs(tmp_path):
+    env = _env(tmp_path)
+    out = tmp_path / "repro"
+    cmd = [*SAMLENS, "reproduce", "mnist5k_dominoes", "--quick", "--out", str(out), "--launcher", "slurm"]
+    proc = subprocess.run(
+        [*cmd, "--cluster", "slurm", "--workers", "2", "--mem", "1G"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # One array for everything: the 2 floors, 2 ceilings and 4 grid points all ran as its tasks.
+    assert (tmp_path / "slurm" / "1000" / "tasks").read_text() == "8"
+    assert "#SBATCH --mem=1G" in (tmp_path / "slurm" / "1000" / "script.sh").read_text()
+    for role in ("floor", "ceiling"):
+        dirs = sorted((out / role).iterdir())
+        assert len(dirs) == 2
+        for run in dirs:
+            (job,) = json.loads((run / "meta.json").read_text())["jobs"]
+            assert job["scheduler"] == "slurm" and job["array_job_id"] == "1000", (role, job)
+    assert (out / "report.md").is_file()
