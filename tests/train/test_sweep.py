@@ -175,7 +175,14 @@ def test_bad_launcher_arguments(tmp_path, capsys):
         (["--launcher", "slurm", "--time", "0"], "slurm option time_min must be >= 1, got 0"),
         (["--launcher", "slurm", "--tasks-per-run", "0"], "slurm option tasks_per_run must be >= 1"),
         (["--launcher", "ray", "--ray-retries", "-1"], "--ray-retries must be >= 0, got -1"),
-        (["--cpus-per-task", "0"], "--cpus-per-task must be >= 1, got 0"),
+        (["--launcher", "slurm", "--cpus-per-task", "0"], "--cpus-per-task must be >= 1, got 0"),
+        (["--partition", "gpu"], "--partition is not an option of the local launcher"),
+        (["--gpus-per-task", "1"], "--gpus-per-task is not an option of the local launcher"),
+        (["--launcher", "ray", "--time", "30"], "--time is not an option of the ray launcher"),
+        (
+            ["--launcher", "slurm", "--ray-address", "auto"],
+            "--ray-address is not an option of the slurm launcher",
+        ),
     ]:
         assert main(["sweep", "launch", str(grid), "--out", str(tmp_path / "o"), *bad]) == 2
         lines = capsys.readouterr().err.strip().splitlines()

@@ -11,6 +11,23 @@ from typing import Any
 from samlens.errors import ConfigError
 
 _ENGINE_MODULE = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
+# Each engine's own options with their defaults: one given for another launcher is a mistake.
+_ENGINE_OPTIONS = {
+    "ray": {"ray_address": None, "ray_retries": 1},
+    "slurm": {
+        "cluster": "auto",
+        "partition": None,
+        "time_min": 240,
+        "mem": None,
+        "account": None,
+        "qos": None,
+        "constraint": None,
+        "tasks_per_run": 1,
+        "slurm_param": [],
+        "slurm_setup": [],
+    },
+}
+_SHARED = {"cpus_per_task": 1, "gpus_per_task": 0}
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +104,15 @@ def launcher_options(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     """The keyword options of ``launchers.launch`` for ``args.launcher`` (checked here, before
     anything is submitted)."""
     check_launcher(args.launcher)
+    foreign = {
+        k: v for engine, opts in _ENGINE_OPTIONS.items() if engine != args.launcher for k, v in opts.items()
+    }
+    if args.launcher == "local":
+        foreign.update(_SHARED)
+    for key, default in foreign.items():
+        if getattr(args, key, default) != default:
+            flag = "--time" if key == "time_min" else "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} is not an option of the {args.launcher} launcher")
     if args.cpus_per_task < 1:
         raise ConfigError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
     if args.gpus_per_task < 0:
