@@ -69,6 +69,12 @@ def load_mnist_split(root: str | Path, split: str, num_classes: int = 10) -> tup
     images_path = find_idx(root, split, "images")
     labels_path = find_idx(root, split, "labels")
     images = read_idx(images_path, 3)
+    if images.shape[1:] != (28, 28):
+        # Every reader of these files crops, colours or tiles 28x28 digits; another size would
+        # reshape into a different number of images than there are labels, or fail deep inside.
+        raise DatasetFormatError(
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}; expected 28x28"
+        )
     labels = read_idx(labels_path, 1).astype(np.int64)
     if len(images) != len(labels):
         raise DatasetFormatError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from torchvision import transforms as T
 
+# torchvision's IMG_EXTENSIONS: the files an ImageFolder lists (compared in lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -63,6 +67,84 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DatasetFormatError(
             f"{path}: cannot decode image ({type(err).__name__}); expected JPEG/PNG"
         ) from None
+
+
+def _kind(entry: os.DirEntry) -> str:
+    """ "dir" or "file" (links followed), else "other": a broken link, a link loop, a pipe, a device."""
+    try:
+        return "dir" if entry.is_dir() else "file" if entry.is_file() else "other"
+    except OSError:  # a link loop raises ELOOP from stat instead of reading as "not a folder"
+        return "other"
+
+
+def _check_name(folder: Path, name: str) -> None:
+    # A control character, a line separator or bytes that are not UTF-8 (read as lone surrogates)
+    # would split or break every message, class list and report that names the entry.
+    if name.isprintable() or all(unicodedata.category(c) not in ("Cc", "Cs", "Zl", "Zp") for c in name):
+        return
+    raise DatasetFormatError(
+        f"{folder}: name {name!r} holds a control character or bytes that are not UTF-8; rename it"
+    )
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        raise DatasetFormatError(f"{folder}: cannot list folder ({err.strerror})") from None
+
+
+def scan_image_folder(path: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """``(classes, [(file, class index)])`` of ``path/<class>/**/<image>``, in torchvision's ImageFolder
+    order (classes sorted; a class's folders in path order, files sorted; links followed; files without
+    an image suffix, such as ``.DS_Store``, skipped), so DomainBed's index-based splits are reproduced.
+
+    Unlike ImageFolder, the structure is checked here, once: a folder reached twice (a link loop, or
+    one class linked into another) would list its images many times or under a wrong class; an image
+    name that is not a regular file (a broken link, a pipe) would fail or block on access; names must
+    be printable. An empty class folder is allowed (DomainBed has domains with a class missing).
+    """
+    classes = []
+    for entry in _entries(path):
+        if _kind(entry) == "dir":
+            _check_name(path, entry.name)
+            classes.append(entry.name)
+    if not classes:
+        raise DatasetFormatError(f"{path}: no class folders; expected one folder per class holding images")
+    st = path.stat()
+    seen: dict[tuple[int, int], Path] = {(st.st_dev, st.st_ino): path}
+    samples: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        listing: list[tuple[str, list[str]]] = []
+        stack = [path / name]
+        while stack:
+            folder = stack.pop()
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                raise DatasetFormatError(
+                    f"{folder}: folder reached twice, also as {seen[st.st_dev, st.st_ino]} (a symlink loop "
+                    "or a second link); each image must be listed once"
+                )
+            seen[st.st_dev, st.st_ino] = folder
+            files = []
+            for entry in _entries(folder):
+                kind = _kind(entry)
+                if kind == "dir":
+                    _check_name(folder, entry.name)
+                    stack.append(folder / entry.name)
+                elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+                    _check_name(folder, entry.name)
+                    if kind != "file":
+                        raise DatasetFormatError(
+                            f"{folder / entry.name}: not a regular file (a broken link or a pipe); "
+                            "expected an image"
+                        )
+                    files.append(entry.name)
+            listing.append((str(folder), files))
+        for folder, files in sorted(listing, key=lambda item: item[0]):
+            samples += [(os.path.join(folder, f), index) for f in files]
+    return classes, samples
 
 
 def check_files_exist(folder: Path, names: Sequence[str], listed_in: Path) -> None:

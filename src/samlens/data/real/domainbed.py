@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from samlens._optional import require
 from samlens.data.base import SplitData, SpuriousDataset
 from samlens.data.real.common import (
     check_image_size,
@@ -16,6 +15,7 @@ from samlens.data.real.common import (
     load_rgb,
     photo_transforms,
     require_dir,
+    scan_image_folder,
     split_halves,
 )
 from samlens.data.registry import register_dataset
@@ -44,15 +44,10 @@ def in_out_split(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray
     return np.array(keys[n_out:], dtype=np.int64), np.array(keys[:n_out], dtype=np.int64)
 
 
-def _image_folder(path: Path):
-    with require("data"):
-        from torchvision.datasets import ImageFolder
-
-    try:
-        # allow_empty keeps torchvision's class list aligned across domains with a missing class.
-        return ImageFolder(str(path), loader=load_rgb, allow_empty=True)
-    except (FileNotFoundError, RuntimeError) as err:
-        raise DatasetFormatError(f"{path}: expected one folder per class holding images ({err})") from None
+def _listed(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names[:10]) + (
+        f" and {len(names) - 10} more" if len(names) > 10 else ""
+    )
 
 
 class _Files:
@@ -76,9 +71,10 @@ def domainbed(
 ) -> SpuriousDataset:
     """A DomainBed image dataset (``root/<dataset>/<domain>/<class>/<image>``); other attribute = domain.
 
-    Domains are the sorted domain folders (each read with torchvision's ImageFolder; every domain
-    must have the same class folders). Each domain is split into ``out`` (``holdout_fraction``,
-    default 20%) and ``in`` with DomainBed's seed ``seed_hash(trial_seed, domain_index)``.
+    Domains are the sorted domain folders (each listed as torchvision's ImageFolder lists it, with
+    its structure checked by ``scan_image_folder``; every domain must have the same class folders).
+    Each domain is split into ``out`` (``holdout_fraction``, default 20%) and ``in`` with DomainBed's
+    seed ``seed_hash(trial_seed, domain_index)``.
     Splits: train = ``in`` of the training domains (with DomainBed's augmentation), val = ``out``
     of the training domains (training-domain validation), test = ``in`` of ``test_domain``,
     test_out = ``out`` of ``test_domain``; probe_train / probe_test = two halves (seeded,
@@ -103,23 +99,33 @@ def domainbed(
     classes = None
     pieces: dict[str, list[tuple[list[str], np.ndarray, np.ndarray]]] = {}
     for d, domain in enumerate(domains):
-        env = _image_folder(folder / domain)
+        found, samples = scan_image_folder(folder / domain)
         if classes is None:
-            classes = env.classes
+            classes = found
             if len(classes) != num_classes:
                 raise DatasetFormatError(
-                    f"{folder / domain}: {len(classes)} class folders; expected {num_classes}"
+                    f"{folder / domain}: {len(classes)} class folders; expected {num_classes} "
+                    f"(found {_listed(classes)})"
                 )
-        elif env.classes != classes:
-            raise DatasetFormatError(f"{folder / domain}: class folders differ from {folder / domains[0]}")
-        if not env.samples:
+        elif found != classes:
+            missing = [c for c in classes if c not in found]
+            extra = [c for c in found if c not in classes]
+            diff = "; ".join(
+                f"{what} {_listed(names)}"
+                for what, names in (("missing", missing), ("extra", extra))
+                if names
+            )
+            raise DatasetFormatError(
+                f"{folder / domain}: class folders differ from {folder / domains[0]} ({diff})"
+            )
+        if not samples:
             # An empty domain would silently vanish from train/val/test and from the groups' counts.
             raise DatasetFormatError(
                 f"{folder / domain}: no images in its class folders; expected "
                 "<class>/<image> files (JPEG/PNG) in every domain"
             )
-        paths = [p for p, _ in env.samples]
-        targets = np.array([t for _, t in env.samples], dtype=np.int64)
+        paths = [p for p, _ in samples]
+        targets = np.array([t for _, t in samples], dtype=np.int64)
         in_idx, out_idx = in_out_split(len(paths), holdout_fraction, seed_hash(trial_seed, d))
         for part, idx in (("in", in_idx), ("out", out_idx)):
             key = f"{'test' if d == test_index else 'train'}_{part}"
