@@ -42,3 +42,24 @@ def test_help_lists_every_command_and_command_help_works(capsys):
     except SystemExit as e:
         assert e.code == 0
     assert "usage: samlens toy" in capsys.readouterr().out
+
+
+def test_a_closed_output_pipe_is_a_quiet_exit_not_a_traceback():
+    """``samlens ... | head``: the reader leaves; the command exits 141 without a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # every write now fails with EPIPE, as after `head` has exited
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "samlens", "reproduce", "--list"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

@@ -156,7 +156,13 @@ def entry() -> None:
     A process of a torchrun world leaves with ``os._exit`` once its output is flushed: its run
     has closed every file and rank 0 has written ``done``, and interpreter finalisation with
     gloo's threads still alive can abort a finished process (SIGABRT, seen on rank 1)."""
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:
+        # The reader of the output went away (`samlens ... | head`): leave quietly, as a shell tool
+        # does, instead of a traceback; Python's flush at exit must not hit the closed pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + 13
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         sys.stdout.flush()
         sys.stderr.flush()
