@@ -239,10 +239,13 @@ def test_a_preempted_or_timed_out_job_requeues_itself_and_resumes_to_the_same_re
 
 
 @pytest.mark.slow
-def test_a_job_of_two_tasks_trains_one_ddp_run(tmp_path):
+@pytest.mark.parametrize("cluster, scheduler", [("local", "submitit-local"), ("slurm", "slurm")])
+def test_a_job_of_two_tasks_trains_one_ddp_run(tmp_path, cluster, scheduler):
+    """submitit's local executor, and the scripted SLURM whose srun starts two tasks with
+    SLURM_PROCID 0 and 1: either way the tasks become the ranks of one gloo run."""
     grid = _grid(tmp_path, [0])
     env = _env(tmp_path)
-    cmd = [*SAMLENS, "sweep", "launch", str(grid), "--launcher", "slurm", "--cluster", "local"]
+    cmd = [*SAMLENS, "sweep", "launch", str(grid), "--launcher", "slurm", "--cluster", cluster]
     proc = subprocess.run(
         [*cmd, "--tasks-per-run", "2"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
@@ -250,8 +253,10 @@ def test_a_job_of_two_tasks_trains_one_ddp_run(tmp_path):
     (run,) = _runs(grid)
     meta = json.loads((run / "meta.json").read_text())
     assert meta["world_size"] == 2
-    assert meta["jobs"][0]["scheduler"] == "submitit-local" and meta["jobs"][0]["tasks"] == 2
+    assert meta["jobs"][0]["scheduler"] == scheduler and meta["jobs"][0]["tasks"] == 2
     assert read_results(run)[-1]["event"] == "final"
+    if cluster == "slurm":
+        assert "#SBATCH --ntasks-per-node=2" in (tmp_path / "slurm" / "1000" / "script.sh").read_text()
 
 
 @pytest.mark.slow
