@@ -5,6 +5,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+#: A 2-point grid of real runs on the tiny dataset (``train_tiny_data``), a few seconds each.
+TINY = {
+    "base": {
+        "name": "tiny",
+        "data": {"name": "tiny_test_blobs", "batch_size": 64, "options": {"n": 256}},
+        "model": {"name": "mlp", "options": {"hidden": [8]}},
+        "optim": {"lr": 0.1},
+        "train": {"epochs": 2, "log_every": 4, "deterministic": True},
+    },
+    "imports": ["train_tiny_data"],
+    "grid": {"train.seed": [0, 1]},
+}
+
 
 def wait_for_file_run(config: dict, run_dir: str, threads: int | None, imports: tuple[str, ...]) -> str:
     """Finish at once, or (``config["wait_for"]``) only once that file exists (60 s at most)."""

@@ -10,6 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzzing import mutate
 from samlens.cli.main import main
 from samlens.errors import ConfigError
 from samlens.train.config import (
@@ -51,25 +52,14 @@ def _paths(tree, prefix=()):
 
 
 def _mutate_bytes(data: bytes, draw) -> bytes:
-    kind = draw(st.sampled_from(["truncate", "flip", "insert", "junk", "drop_line", "dup_line", "binary"]))
-    if kind == "truncate":
-        return data[: draw(st.integers(0, len(data)))]
-    if kind == "flip":
-        i = draw(st.integers(0, len(data) - 1))
-        return data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1 :]
-    if kind == "insert":
-        i = draw(st.integers(0, len(data)))
-        return data[:i] + draw(st.binary(min_size=1, max_size=8)) + data[i:]
+    """The shared byte mutator, plus what breaks YAML in particular: junk tokens, random bytes."""
+    kind = draw(st.sampled_from(["shared", "junk", "binary"]))
     if kind == "junk":
         i = draw(st.integers(0, len(data)))
         return data[:i] + draw(st.sampled_from(JUNK)) + data[i:]
     if kind == "binary":
         return draw(st.binary(max_size=64))
-    lines = data.split(b"\n")
-    i = draw(st.integers(0, len(lines) - 1))
-    if kind == "drop_line":
-        return b"\n".join(lines[:i] + lines[i + 1 :])
-    return b"\n".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])
+    return mutate(data, draw)
 
 
 def _mutate_fields(data: bytes, draw) -> bytes:

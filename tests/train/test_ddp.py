@@ -50,6 +50,16 @@ def test_two_process_gloo_run(tmp_path):
     assert [(e["event"], e["step"]) for e in events] == [("eval", 4), ("eval", 8), ("final", 8)]
 
 
+# The run both sides of the pair share; the data set's name is the tiny one's, added where it is imported.
+PAIR = {
+    "model.name": "mlp",
+    "model.options": {"hidden": [8]},
+    "optim.name": "sgd",
+    "train.epochs": 2,
+    "train.deterministic": True,
+    "probe.enabled": False,
+}
+
 PAIR_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -59,9 +69,7 @@ PAIR_SCRIPT = textwrap.dedent(
     from train_tiny_data import NAME
     from samlens.train.config import load_config
     from samlens.train.runner import run_experiment
-    cfg = load_config(overrides={{"data.name": NAME, "data.global_batch_size": 16, "model.name": "mlp",
-                                 "model.options": {{"hidden": [8]}}, "optim.name": "sgd",
-                                 "train.epochs": 2, "train.deterministic": True, "probe.enabled": False}})
+    cfg = load_config(overrides={{**{pair!r}, "data.name": NAME, "data.global_batch_size": 16}})
     run_experiment(cfg, {out!r}, quiet=True)
     import os
     sys.stdout.flush()
@@ -99,22 +107,11 @@ def test_a_two_process_run_at_a_global_batch_pairs_with_the_one_process_run(tmp_
 
     out = tmp_path / "ddp"
     script = tmp_path / "pair.py"
-    script.write_text(PAIR_SCRIPT.format(here=str(HERE), out=str(out)))
+    script.write_text(PAIR_SCRIPT.format(here=str(HERE), out=str(out), pair=PAIR))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    one = load_config(
-        overrides={
-            "data.name": NAME,
-            "data.batch_size": 16,
-            "model.name": "mlp",
-            "model.options": {"hidden": [8]},
-            "optim.name": "sgd",
-            "train.epochs": 2,
-            "train.deterministic": True,
-            "probe.enabled": False,
-        }
-    )
+    one = load_config(overrides={**PAIR, "data.name": NAME, "data.batch_size": 16})
     ref = run_experiment(one, tmp_path / "one", quiet=True)
     meta = [json.loads((d / "meta.json").read_text()) for d in (out, ref)]
     assert meta[0]["world_size"] == 2 and meta[0]["seeds"]["derived"] == meta[1]["seeds"]["derived"]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweep_helpers import TINY
 
 from samlens.rundir import read_results
 
@@ -35,18 +36,6 @@ pytest.importorskip("ray")
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-
-TINY = {
-    "base": {
-        "name": "tiny",
-        "data": {"name": "tiny_test_blobs", "batch_size": 64, "options": {"n": 256}},
-        "model": {"name": "mlp", "options": {"hidden": [8]}},
-        "optim": {"lr": 0.1},
-        "train": {"epochs": 2, "log_every": 4, "deterministic": True},
-    },
-    "imports": ["train_tiny_data"],
-    "grid": {"train.seed": [0, 1]},
-}
 
 
 def _free_port() -> int:

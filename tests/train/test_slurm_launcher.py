@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from slurm_standin import install
+from sweep_helpers import TINY
 from test_runner import _strip
 
 from samlens.rundir import load_checkpoint, read_results
@@ -28,14 +29,7 @@ from samlens.train.sweep import expand, load_grid_spec, sweep_status
 HERE = Path(__file__).resolve().parent
 SAMLENS = [sys.executable, "-m", "samlens"]
 
-BASE = {
-    "name": "tiny",
-    "data": {"name": "tiny_test_blobs", "batch_size": 64, "options": {"n": 256}},
-    "model": {"name": "mlp", "options": {"hidden": [8]}},
-    "optim": {"lr": 0.1},
-    "train": {"epochs": 2, "log_every": 4, "deterministic": True},
-    "probe": {"enabled": False},
-}
+BASE = {**TINY["base"], "probe": {"enabled": False}}
 
 
 def _grid(tmp_path: Path, seeds: list[int], **train) -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweep_helpers import TINY
 
 from samlens import rundir
 from samlens.cli.main import main
@@ -22,18 +23,6 @@ from samlens.train import launchers, sweep
 from samlens.train.sweep import expand, load_grid_spec, sweep_status
 
 HERE = Path(__file__).resolve().parent
-
-TINY = {
-    "base": {
-        "name": "tiny",
-        "data": {"name": "tiny_test_blobs", "batch_size": 64, "options": {"n": 256}},
-        "model": {"name": "mlp", "options": {"hidden": [8]}},
-        "optim": {"lr": 0.1},
-        "train": {"epochs": 2, "log_every": 4, "deterministic": True},
-    },
-    "imports": ["train_tiny_data"],
-    "grid": {"train.seed": [0, 1]},
-}
 
 
 @pytest.fixture

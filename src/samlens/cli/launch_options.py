@@ -28,6 +28,8 @@ _ENGINE_OPTIONS = {
     },
 }
 _SHARED = {"cpus_per_task": 1, "gpus_per_task": 0}
+# The one place the defaults live: the parser's and the foreign-option check's.
+_DEFAULT: dict[str, Any] = {**_SHARED, **_ENGINE_OPTIONS["ray"], **_ENGINE_OPTIONS["slurm"]}
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,21 +40,31 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     # Checked by check_launcher rather than argparse choices, so a wrong name is the one-line error.
     parser.add_argument("--launcher", default="local", metavar=names, help="engine (default local)")
     common = parser.add_argument_group("ray and slurm: resources per run")
-    common.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per run (default 1)")
-    common.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per run process (default 0)")
+    common.add_argument(
+        "--cpus-per-task", type=int, default=_DEFAULT["cpus_per_task"], help="CPUs per run (default 1)"
+    )
+    common.add_argument(
+        "--gpus-per-task",
+        type=int,
+        default=_DEFAULT["gpus_per_task"],
+        help="GPUs per run process (default 0)",
+    )
     ray = parser.add_argument_group("ray")
     ray.add_argument(
         "--ray-address",
         help="a running cluster (host:port or 'auto'; default: $RAY_ADDRESS, else a new local instance)",
     )
     ray.add_argument(
-        "--ray-retries", type=int, default=1, help="retries of a run whose worker died (default 1)"
+        "--ray-retries",
+        type=int,
+        default=_DEFAULT["ray_retries"],
+        help="retries of a run whose worker died (default 1)",
     )
     slurm = parser.add_argument_group("slurm (submitit)")
     slurm.add_argument(
         "--cluster",
         choices=["auto", "slurm", "local", "debug"],
-        default="auto",
+        default=_DEFAULT["cluster"],
         help="submitit executor (auto = SLURM when sbatch exists, else local processes)",
     )
     slurm.add_argument("--partition", help="partition")
@@ -61,7 +73,7 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout-min",
         dest="time_min",
         type=int,
-        default=240,
+        default=_DEFAULT["time_min"],
         help="minutes per job (default 240)",
     )
     slurm.add_argument("--mem", help="memory per job, e.g. 16G")
@@ -69,19 +81,22 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--qos", help="quality of service")
     slurm.add_argument("--constraint", help="node features, e.g. a100")
     slurm.add_argument(
-        "--tasks-per-run", type=int, default=1, help="processes per run: > 1 trains each run with DDP"
+        "--tasks-per-run",
+        type=int,
+        default=_DEFAULT["tasks_per_run"],
+        help="processes per run: > 1 trains each run with DDP",
     )
     slurm.add_argument(
         "--slurm-param",
         action="append",
-        default=[],
+        default=_DEFAULT["slurm_param"],
         metavar="KEY=VALUE",
         help="any other sbatch option, e.g. gres=gpu:1 (repeatable)",
     )
     slurm.add_argument(
         "--slurm-setup",
         action="append",
-        default=[],
+        default=_DEFAULT["slurm_setup"],
         metavar="LINE",
         help="a shell line run in the job before the run, e.g. 'module load cuda' (repeatable)",
     )

@@ -84,14 +84,11 @@ def run_task(
     other point trained by the sweep's ``run_point``; so floors run where the grid runs (a SLURM
     job, a Ray worker), not on the submitting host."""
     from samlens.train.reproducibility import torch_threads
-    from samlens.train.sweep import import_plugins, run_point
+    from samlens.train.sweep import point_config, run_point
 
     if Path(run_dir).parent.name != FLOOR_DIR:
         return run_point(config, run_dir, threads, imports)
-    import_plugins(imports)
-    cfg = config_from_dict(dict(config))
-    if Path(run_dir).name != config_hash(cfg):
-        raise RuntimeError(f"config hash {config_hash(cfg)} does not match floor directory {run_dir}")
+    cfg = point_config(config, run_dir, imports)
     with torch_threads(threads or 1):
         write_floor(cfg, Path(run_dir))
     return "done"
@@ -103,7 +100,6 @@ def write_floor(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     Returns the final metrics. ``done`` is written last, so an interrupted floor is redone.
     """
     from samlens.train.meta import collect_meta
-    from samlens.train.scheduler import current_job
 
     if rundir.is_done(run_dir):
         finals = [e for e in rundir.read_results(run_dir) if e.get("event") == "final"]
@@ -115,7 +111,6 @@ def write_floor(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
         config_hash=config_hash(cfg),
         seeds={"train.seed": cfg.train.seed, "derived": derive_seed(cfg)},
         headroom="floor: untrained network, no optimizer step",
-        jobs=[job] if (job := current_job()) else [],
     )
     rundir.atomic_write_text(run_dir / rundir.META, json.dumps(meta, indent=2) + "\n")
     metrics = floor_metrics(cfg)

@@ -76,27 +76,23 @@ def write_start(run_dir: Path, cfg: ExperimentConfig, meta: Callable[[], dict[st
     and a relaunch's new job each appear once)."""
     if not (run_dir / rundir.CONFIG).exists():
         dump_config(cfg, run_dir / rundir.CONFIG)
-    job = current_job()
     path = run_dir / rundir.META
     if not path.exists():
-        rundir.atomic_write_text(path, json.dumps({**meta(), "jobs": [job] if job else []}, indent=2) + "\n")
-    elif job is not None:
-        _add_job(path, job)
+        rundir.atomic_write_text(path, json.dumps(meta(), indent=2) + "\n")
+    elif (job := current_job()) is not None:
+        _add_job(run_dir, job)
     marker = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
     rundir.atomic_write_text(run_dir / rundir.RUNNING, json.dumps(marker) + "\n")
 
 
-def _add_job(path: Path, job: dict[str, Any]) -> None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return  # provenance only: an unreadable meta.json must not stop the run
-    if not isinstance(data, dict):
-        return
+def _add_job(run_dir: Path, job: dict[str, Any]) -> None:
+    data = rundir.read_meta(run_dir)
+    if not isinstance(data, dict) or not data:
+        return  # provenance only: a damaged meta.json must not stop the run
     jobs = data.get("jobs") if isinstance(data.get("jobs"), list) else []
     if job not in jobs:
         data["jobs"] = [*jobs, job]
-        rundir.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+        rundir.atomic_write_text(run_dir / rundir.META, json.dumps(data, indent=2) + "\n")
 
 
 def write_failed(run_dir: Path, reason: str) -> None:

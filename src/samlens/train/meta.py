@@ -15,6 +15,7 @@ import torch
 
 from samlens.optim import examples_per_perturbation, perturbs
 from samlens.train.config import ExperimentConfig, config_hash, derive_seed, process_batch_size
+from samlens.train.scheduler import current_job
 
 PACKAGES = ("samlens", "torch", "torchvision", "numpy", "scikit-learn")
 
@@ -59,12 +60,15 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 
 def collect_meta(**extra: Any) -> dict[str, Any]:
-    """The common provenance fields plus ``extra`` (seeds, world size, ...)."""
+    """The common provenance fields plus ``extra`` (seeds, world size, ...); ``jobs`` holds the
+    scheduler job this process runs under, if any (a resumed run adds its later jobs)."""
+    job = current_job()
     return {
         "git": git_state(),
         "packages": package_versions(),
         "host": socket.gethostname(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "jobs": [job] if job else [],
         **extra,
     }
 

@@ -347,6 +347,26 @@ def run_summary(run_dir: str | os.PathLike[str]) -> str:
     )
 
 
+def point_config(
+    config: Mapping[str, Any] | Any,
+    run_dir: str | os.PathLike[str],
+    imports: tuple[str, ...] | list[str] = (),
+) -> Any:
+    """The ExperimentConfig a worker received for ``run_dir``, after importing the spec's plugins.
+
+    The directory name is the identity of the run: a name that is not the config's hash means the
+    config did not survive the trip to this process, and running it would file results under the
+    wrong config, so that is an error.
+    """
+    from samlens.train.config import ExperimentConfig, config_from_dict, config_hash
+
+    import_plugins(imports)
+    cfg = config if isinstance(config, ExperimentConfig) else config_from_dict(dict(config))
+    if Path(run_dir).name != config_hash(cfg):
+        raise RuntimeError(f"config hash {config_hash(cfg)} does not match run directory {run_dir}")
+    return cfg
+
+
 def run_point(
     config: Mapping[str, Any] | Any,
     run_dir: str | os.PathLike[str],
@@ -361,16 +381,10 @@ def run_point(
     another process holds the run (e.g. a second launcher of the same sweep).
     """
     from samlens.rundir import RunBusy
-    from samlens.train.config import ExperimentConfig, config_from_dict, config_hash
     from samlens.train.runner import run_experiment
 
-    import_plugins(imports)
-    cfg = config if isinstance(config, ExperimentConfig) else config_from_dict(dict(config))
+    cfg = point_config(config, run_dir, imports)
     run_dir = Path(run_dir)
-    if run_dir.name != config_hash(cfg):
-        # The directory name is the identity of the run; a mismatch means the config did not survive
-        # the trip to this process, and running it would file results under the wrong config.
-        raise RuntimeError(f"config hash {config_hash(cfg)} does not match run directory {run_dir}")
     try:
         run_experiment(cfg, run_dir, quiet=True, threads=threads)
     except RunBusy:
